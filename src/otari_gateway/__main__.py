@@ -1,0 +1,5 @@
+"""``python -m otari_gateway`` runs the CLI."""
+
+from otari_gateway.cli import main
+
+main()

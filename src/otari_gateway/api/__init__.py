@@ -1,0 +1,1 @@
+"""HTTP surface: one module per resource; handlers parse and hand over to the pipeline."""

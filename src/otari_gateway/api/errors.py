@@ -1,0 +1,114 @@
+"""Error responses in the envelope each surface promises, and the app-wide handlers.
+
+OpenAI's envelope everywhere except ``/v1/messages``, which gets Anthropic's; never
+FastAPI's bare ``{"detail": …}`` and never a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+import orjson
+import structlog
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from otari_gateway.errors import (
+    AuthenticationFailed,
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    RequestTooLarge,
+    ServiceUnavailable,
+)
+from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_body
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "X-Otari-Request-ID"
+
+
+class Envelope(Enum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+def error_response(
+    error: GatewayError, envelope: Envelope, request_id: str | None = None
+) -> Response:
+    log.log(error.log_level, "request.refused", status=error.status, error=error.message)
+    body = (
+        anthropic_error_body(error) if envelope is Envelope.ANTHROPIC else openai_error_body(error)
+    )
+    headers = dict(error.headers)
+    if request_id:
+        headers[REQUEST_ID_HEADER] = request_id
+    return Response(
+        orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
+    )
+
+
+def envelope_for_path(path: str) -> Envelope:
+    return Envelope.ANTHROPIC if path.startswith("/v1/messages") else Envelope.OPENAI
+
+
+_HTTP_STATUS_ERRORS: dict[int, Callable[[str], GatewayError]] = {
+    400: InvalidRequest,
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    413: RequestTooLarge,
+    503: ServiceUnavailable,
+}
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc, envelope_for_path(request.url.path))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    make = _HTTP_STATUS_ERRORS.get(exc.status_code)
+    if exc.status_code == 405:
+        error: GatewayError = InvalidRequest(f"method {request.method} is not allowed here")
+        response = error_response(error, envelope_for_path(request.url.path))
+        response.status_code = 405
+        return response
+    if exc.status_code == 404:
+        error = NotFound(f"no route for {request.method} {request.url.path}")
+    elif make is not None:
+        error = make(str(exc.detail))
+    else:
+        error = InvalidRequest(str(exc.detail))
+    return error_response(error, envelope_for_path(request.url.path))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for item in exc.errors():
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
+        problems.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
+    error = InvalidRequest("; ".join(problems) or "invalid request")
+    return error_response(error, envelope_for_path(request.url.path))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("request.crashed", path=request.url.path)
+    return error_response(
+        InternalError("internal error in the gateway"), envelope_for_path(request.url.path)
+    )
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Callable[[Request, Exception], object]] = {
+    GatewayError: _gateway_error,
+    HTTPException: _http_error,
+    RequestValidationError: _validation_error,
+    Exception: _unexpected,
+}

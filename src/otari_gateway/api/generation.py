@@ -1,0 +1,121 @@
+"""Generation routes: parse, authenticate, hand a ``GatewayRequest`` to the pipeline.
+
+These are plain Starlette routes reading the raw body (no pydantic model per request);
+their schemas are declared for OpenAPI in ``openapi.py``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from otari_gateway.api.body import read_json_object
+from otari_gateway.api.errors import REQUEST_ID_HEADER, Envelope, error_response
+from otari_gateway.api.services import Services
+from otari_gateway.api.sse import SSEResponse
+from otari_gateway.errors import GatewayError, InternalError
+from otari_gateway.pipeline import validate
+from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
+from otari_gateway.pipeline.run import JSONResult
+from otari_gateway.pipeline.tokens import estimate_input_tokens
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Request, str], Awaitable[Response]]
+
+# Anthropic's beta flags change request semantics upstream, so they travel with the request.
+_FORWARDED_ANTHROPIC_HEADERS = ("anthropic-beta",)
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _guarded(envelope: Envelope, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Every failure becomes an error in the surface's own envelope."""
+
+    async def endpoint(request: Request) -> Response:
+        request_id = new_request_id()
+        try:
+            return await handler(request, request_id)
+        except GatewayError as exc:
+            return error_response(exc, envelope, request_id)
+        except Exception:
+            log.exception("request.crashed", request_id=request_id, path=request.url.path)
+            return error_response(
+                InternalError("internal error in the gateway"), envelope, request_id
+            )
+
+    return endpoint
+
+
+def generation_routes(services: Services) -> list[BaseRoute]:
+    limit = services.config.max_request_body_bytes
+
+    async def prepare(request: Request) -> tuple[Caller, dict[str, Any]]:
+        caller = services.authenticator.authenticate(request.headers)
+        return caller, await read_json_object(request, limit)
+
+    async def run(request: GatewayRequest) -> Response:
+        result = await services.pipeline.run(request)
+        headers = {REQUEST_ID_HEADER: request.request_id, **result.headers}
+        if isinstance(result, JSONResult):
+            return Response(
+                result.body,
+                status_code=result.status,
+                media_type="application/json",
+                headers=headers,
+            )
+        return SSEResponse(result.events, headers)
+
+    async def chat(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model, stream = validate.check_chat(body)
+        return await run(GatewayRequest(Surface.CHAT, request_id, caller, model, stream, body))
+
+    async def messages(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model, stream = validate.check_messages(body)
+        forwarded = {
+            name: value
+            for name in _FORWARDED_ANTHROPIC_HEADERS
+            if (value := request.headers.get(name))
+        }
+        return await run(
+            GatewayRequest(Surface.MESSAGES, request_id, caller, model, stream, body, forwarded)
+        )
+
+    async def count_tokens(request: Request, request_id: str) -> Response:
+        _, body = await prepare(request)
+        model = validate.check_count_tokens(body)
+        services.router.resolve(model)
+        payload = orjson.dumps({"input_tokens": estimate_input_tokens(body)})
+        return Response(
+            payload, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+        )
+
+    async def responses(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model, stream = validate.check_responses(body)
+        return await run(GatewayRequest(Surface.RESPONSES, request_id, caller, model, stream, body))
+
+    async def embeddings(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model = validate.check_embeddings(body)
+        return await run(GatewayRequest(Surface.EMBEDDINGS, request_id, caller, model, False, body))
+
+    openai, anthropic = Envelope.OPENAI, Envelope.ANTHROPIC
+    return [
+        Route("/v1/chat/completions", _guarded(openai, chat), methods=["POST"]),
+        Route("/v1/messages", _guarded(anthropic, messages), methods=["POST"]),
+        Route("/v1/messages/count_tokens", _guarded(anthropic, count_tokens), methods=["POST"]),
+        Route("/v1/responses", _guarded(openai, responses), methods=["POST"]),
+        Route("/v1/embeddings", _guarded(openai, embeddings), methods=["POST"]),
+    ]

@@ -1,0 +1,19 @@
+"""What the HTTP handlers are given: built once in ``create_app``, passed in, never global."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from otari_gateway.config import GatewayConfig
+from otari_gateway.pipeline.admission import Authenticator
+from otari_gateway.pipeline.routing import Router
+from otari_gateway.pipeline.run import Pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    config: GatewayConfig
+    authenticator: Authenticator
+    router: Router
+    pipeline: Pipeline
+    started_at: int

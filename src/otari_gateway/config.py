@@ -1,0 +1,171 @@
+"""Gateway configuration: YAML file, ``${VAR}`` interpolation, ``OTARI_<FIELD>`` overrides.
+
+The loaded config is validated once at start-up into frozen pydantic models; a bad value
+stops start-up with the field's name and the reason, an unknown key only warns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+log = structlog.get_logger(__name__)
+
+_ENV_PREFIX = "OTARI_"
+_VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names what and why."""
+
+
+class ProviderConfig(BaseModel):
+    """One configured provider instance (``providers.<instance>``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider_type: str | None = None
+    api_key: str | None = None
+    api_base: str | None = None
+    client_args: dict[str, Any] = Field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=512, ge=1)
+
+
+class GatewayConfig(BaseModel):
+    """The whole ``config.yml``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    master_key: str | None = None
+    database_url: str = "sqlite:///./otari.db"
+    auto_migrate: bool = True
+    bootstrap_api_key: bool = False
+    log_level: str = "info"
+    log_prompts: bool = False
+    enable_metrics: bool = False
+    enable_docs: bool = True
+    cors_allow_origins: tuple[str, ...] = ()
+    max_request_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024)
+    rate_limit_rpm: int | None = Field(default=None, ge=1)
+    rate_limit_tpm: int | None = Field(default=None, ge=1)
+    require_pricing: bool = True
+    reject_user_mismatch: bool = True
+    budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.lower()
+        if level not in {"critical", "error", "warning", "info", "debug"}:
+            raise ValueError("must be one of critical, error, warning, info, debug")
+        return level
+
+    @field_validator("providers")
+    @classmethod
+    def _instance_names(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        for name in value:
+            if not name or ":" in name or "/" in name:
+                raise ValueError(f"instance name {name!r} must be non-empty without ':' or '/'")
+        return value
+
+
+def interpolate(value: Any, *, environ: Mapping[str, str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a loaded YAML tree."""
+    if isinstance(value, str):
+        return _VAR_PATTERN.sub(lambda match: _lookup(match, environ), value)
+    if isinstance(value, list):
+        return [interpolate(item, environ=environ) for item in value]
+    if isinstance(value, dict):
+        return {key: interpolate(item, environ=environ) for key, item in value.items()}
+    return value
+
+
+def _lookup(match: re.Match[str], environ: Mapping[str, str]) -> str:
+    name, default = match.group(1), match.group(2)
+    if name in environ:
+        return environ[name]
+    if default is not None:
+        return default
+    raise ConfigError(
+        f"environment variable {name} is not set (referenced as ${{{name}}} in the config; "
+        f"use ${{{name}:-default}} to make it optional)"
+    )
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    scalar_fields = {
+        name
+        for name, field in GatewayConfig.model_fields.items()
+        if name not in {"providers", "aliases", "pricing", "cors_allow_origins"}
+        and field.annotation is not None
+    }
+    overrides: dict[str, str] = {}
+    for key, raw in environ.items():
+        if key.startswith(_ENV_PREFIX):
+            name = key[len(_ENV_PREFIX) :].lower()
+            if name in scalar_fields:
+                overrides[name] = raw
+    if "OTARI_CORS_ALLOW_ORIGINS" in environ:
+        origins = environ["OTARI_CORS_ALLOW_ORIGINS"].split(",")
+        overrides["cors_allow_origins"] = [o.strip() for o in origins if o.strip()]  # type: ignore[assignment]
+    return overrides
+
+
+def build_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Validate a loaded YAML mapping, applying interpolation and env overrides."""
+    env = os.environ if environ is None else environ
+    data = interpolate(dict(raw), environ=env)
+    # YAML `null` for a section means "empty section".
+    for section in ("providers", "aliases", "pricing"):
+        if data.get(section) is None:
+            data.pop(section, None)
+    data.update(_env_overrides(env))
+    unknown = sorted(set(data) - set(GatewayConfig.model_fields))
+    if unknown:
+        log.warning("config.unknown_keys", keys=unknown)
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        problems.append(f"{where}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read ``path`` (or only the environment when it is None) into a ``GatewayConfig``."""
+    raw: Any = {}
+    if path is not None:
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top level")
+    return build_config(raw, environ)

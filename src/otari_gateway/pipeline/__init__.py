@@ -1,0 +1,1 @@
+"""The request path every generation surface shares: admission, routing, relay, settlement."""

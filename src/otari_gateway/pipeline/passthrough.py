@@ -1,0 +1,216 @@
+"""Same-format exchanges: the upstream's bytes reach the client unchanged.
+
+The relay reads usage on the side, parsing only the few events that carry it, and holds
+back the upstream's terminal event until settlement is done.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from otari_gateway.errors import GatewayError
+from otari_gateway.pipeline import envelopes
+from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
+from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.providers.base import Operation, UpstreamReply
+from otari_gateway.providers.sse import SSEEvent
+from otari_gateway.translate.usage import usage_from_chat, usage_from_messages, usage_from_responses
+from otari_gateway.usage import Usage
+
+# OpenAI puts `"usage": null` on every chunk once include_usage is on; only a non-null
+# usage object is worth parsing.
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+class _JsonPassthrough:
+    """Non-streaming relay shared by every same-format pair; usage from ``usage``."""
+
+    def __init__(self, operation: Operation, read_usage: Any) -> None:
+        self.operation = operation
+        self._read_usage = read_usage
+
+    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+        return orjson.dumps(forwarded_body(request, model))
+
+    def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
+        usage: Usage = self._read_usage(parse_reply(reply).get("usage"))
+        return reply.body, usage
+
+
+class ChatPassthrough(_JsonPassthrough):
+    def __init__(self) -> None:
+        super().__init__(Operation.CHAT, usage_from_chat)
+
+    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+        body = forwarded_body(request, model)
+        if request.stream:
+            # Usage is always asked for upstream, so a stream can be billed exactly; the
+            # extra chunk is dropped again for a client that did not ask for it.
+            options = dict(body.get("stream_options") or {})
+            options["include_usage"] = True
+            body["stream_options"] = options
+        return orjson.dumps(body)
+
+    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+        options = request.body.get("stream_options") or {}
+        return ChatStream(client_wants_usage=bool(options.get("include_usage")))
+
+
+class ChatStream:
+    def __init__(self, *, client_wants_usage: bool) -> None:
+        self._client_wants_usage = client_wants_usage
+        self._usage: Usage | None = None
+        self._done = False
+        self._relayed_error = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        data = event.data
+        if data == b"[DONE]":
+            self._done = True
+            return []
+        if _USAGE_OBJECT.search(data):
+            chunk = parse_event_data(event)
+            self._usage = usage_from_chat(chunk.get("usage"))
+            if not chunk.get("choices") and not self._client_wants_usage:
+                return []
+        elif data.startswith(b'{"error"'):
+            self._relayed_error = True
+        return [event.raw]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    @property
+    def complete(self) -> bool:
+        return self._done
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    def terminal(self) -> bytes:
+        return envelopes.DONE
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return b"" if self._relayed_error else envelopes.chat_error_event(error)
+
+
+class MessagesPassthrough(_JsonPassthrough):
+    def __init__(self) -> None:
+        super().__init__(Operation.MESSAGES, usage_from_messages)
+
+    def stream_processor(self, request: GatewayRequest) -> MessagesStream:
+        return MessagesStream()
+
+
+class MessagesStream:
+    """Anthropic events: usage in ``message_start`` and (cumulative) ``message_delta``."""
+
+    def __init__(self) -> None:
+        self._usage_fields: dict[str, Any] = {}
+        self._terminal: bytes | None = None
+        self._relayed_error = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        name = event.event
+        if name == "message_start":
+            message = parse_event_data(event).get("message") or {}
+            self._usage_fields.update(message.get("usage") or {})
+        elif name == "message_delta":
+            self._usage_fields.update(parse_event_data(event).get("usage") or {})
+        elif name == "message_stop":
+            self._terminal = event.raw
+            return []
+        elif name == "error":
+            self._relayed_error = True
+        return [event.raw]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    @property
+    def complete(self) -> bool:
+        return self._terminal is not None
+
+    @property
+    def usage(self) -> Usage | None:
+        return usage_from_messages(self._usage_fields) if self._usage_fields else None
+
+    def terminal(self) -> bytes:
+        return self._terminal or envelopes.MESSAGE_STOP
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return b"" if self._relayed_error else envelopes.messages_error_event(error)
+
+
+class ResponsesPassthrough(_JsonPassthrough):
+    def __init__(self) -> None:
+        super().__init__(Operation.RESPONSES, usage_from_responses)
+
+    def stream_processor(self, request: GatewayRequest) -> ResponsesStream:
+        return ResponsesStream()
+
+
+_RESPONSES_TERMINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+
+
+class ResponsesStream:
+    """Responses events: the terminal event carries the whole response and its usage."""
+
+    def __init__(self) -> None:
+        self._usage: Usage | None = None
+        self._terminal: bytes | None = None
+        self._relayed_error = False
+
+    def feed(self, event: SSEEvent) -> list[bytes]:
+        name = event.event or _type_of(event)
+        if name in _RESPONSES_TERMINALS:
+            response = parse_event_data(event).get("response") or {}
+            self._usage = usage_from_responses(response.get("usage"))
+            self._terminal = event.raw
+            return []
+        if name == "error":
+            self._relayed_error = True
+        return [event.raw]
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    @property
+    def complete(self) -> bool:
+        return self._terminal is not None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    def terminal(self) -> bytes:
+        return self._terminal or b""
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return b"" if self._relayed_error else envelopes.responses_error_event(error)
+
+
+def _type_of(event: SSEEvent) -> str:
+    """Some servers omit the ``event:`` line; the type is then only in the data."""
+    if b'"type"' not in event.data:
+        return ""
+    kind = parse_event_data(event).get("type")
+    return kind if isinstance(kind, str) else ""
+
+
+class EmbeddingsPassthrough(_JsonPassthrough):
+    def __init__(self) -> None:
+        super().__init__(Operation.EMBEDDINGS, usage_from_chat)
+
+    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+        raise AssertionError("embeddings are never streamed")
+
+
+CHAT = ChatPassthrough()
+MESSAGES = MessagesPassthrough()
+RESPONSES = ResponsesPassthrough()
+EMBEDDINGS = EmbeddingsPassthrough()

@@ -1,0 +1,166 @@
+"""The one core call every generation surface funnels into: ``Pipeline.run``.
+
+route → pick the exchange for (surface, upstream wire) → build the upstream body →
+call the upstream → answer (JSON, or an SSE relay) → settle exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+
+from otari_gateway.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
+from otari_gateway.pipeline import passthrough, translated
+from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
+from otari_gateway.pipeline.request import GatewayRequest, Surface
+from otari_gateway.pipeline.routing import Router, Target
+from otari_gateway.pipeline.settle import Outcome, Settler
+from otari_gateway.providers.base import Wire
+from otari_gateway.providers.sse import SSESplitter
+
+log = structlog.get_logger(__name__)
+
+_EXCHANGES: Mapping[tuple[Surface, Wire], Exchange] = {
+    (Surface.CHAT, Wire.OPENAI): passthrough.CHAT,
+    (Surface.MESSAGES, Wire.ANTHROPIC): passthrough.MESSAGES,
+    (Surface.RESPONSES, Wire.OPENAI): passthrough.RESPONSES,
+    (Surface.EMBEDDINGS, Wire.OPENAI): passthrough.EMBEDDINGS,
+    (Surface.CHAT, Wire.ANTHROPIC): translated.CHAT_VIA_MESSAGES,
+    (Surface.MESSAGES, Wire.OPENAI): translated.MESSAGES_VIA_CHAT,
+}
+
+CLIENT_CLOSED = 499
+
+
+@dataclass(frozen=True, slots=True)
+class JSONResult:
+    body: bytes
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    events: AsyncGenerator[bytes, None]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def select_exchange(surface: Surface, target: Target) -> Exchange:
+    wire = target.provider.capabilities.wire
+    exchange = _EXCHANGES.get((surface, wire))
+    if exchange is None or exchange.operation not in target.provider.capabilities.operations:
+        raise InvalidRequest(
+            f"provider '{target.instance}' does not support the {surface.value} endpoint",
+            param="model",
+            code="unsupported_endpoint",
+        )
+    return exchange
+
+
+class Pipeline:
+    def __init__(self, router: Router, settler: Settler) -> None:
+        self._router = router
+        self._settler = settler
+
+    async def run(self, request: GatewayRequest) -> JSONResult | StreamResult:
+        target: Target | None = None
+        try:
+            target = self._router.resolve(request.model)
+            exchange = select_exchange(request.surface, target)
+            body = exchange.upstream_body(request, target.model)
+            if request.stream:
+                return await self._open_stream(request, target, exchange, body)
+            reply = await target.provider.send(
+                exchange.operation, body, dict(request.forward_headers)
+            )
+            content, usage = exchange.client_reply(request, reply)
+        except GatewayError as exc:
+            await self._settle(Outcome(request, target, None, exc.status, exc.message, False))
+            raise
+        except Exception:
+            await self._settle(Outcome(request, target, None, 500, "internal error", False))
+            raise
+        await self._settle(Outcome(request, target, usage, 200))
+        return JSONResult(content)
+
+    async def _settle(self, outcome: Outcome) -> None:
+        try:
+            await self._settler.settle(outcome)
+        except Exception:
+            # A settlement failure must not turn a delivered answer into an error; it is
+            # logged loudly for the operator instead.
+            log.exception("settlement.failed", request_id=outcome.request.request_id)
+
+    async def _open_stream(
+        self, request: GatewayRequest, target: Target, exchange: Exchange, body: bytes
+    ) -> StreamResult:
+        processor = exchange.stream_processor(request)
+        stack = AsyncExitStack()
+        # Entered before the response starts, so a refusal keeps its real status code.
+        chunks = await stack.enter_async_context(
+            target.provider.stream(exchange.operation, body, dict(request.forward_headers))
+        )
+        return StreamResult(self._relay(request, target, processor, chunks, stack))
+
+    async def _relay(
+        self,
+        request: GatewayRequest,
+        target: Target,
+        processor: StreamProcessor,
+        chunks: AsyncIterator[bytes],
+        stack: AsyncExitStack,
+    ) -> AsyncGenerator[bytes, None]:
+        splitter = SSESplitter()
+        settled = False
+        try:
+            try:
+                async for chunk in chunks:
+                    out = [b for event in splitter.feed(chunk) for b in processor.feed(event)]
+                    if out:
+                        yield b"".join(out)
+                tail = [b for event in splitter.flush() for b in processor.feed(event)]
+                if not processor.complete:
+                    raise UpstreamError(
+                        f"provider '{target.instance}' ended the stream before it was complete"
+                    )
+                tail.extend(processor.finish())
+                if tail:
+                    yield b"".join(tail)
+            except Exception as exc:  # noqa: BLE001 -- the stream edge: every failure becomes an error event
+                error = _as_gateway_error(exc, request)
+                settled = True
+                await self._settle(
+                    Outcome(request, target, processor.usage, error.status, error.message, False)
+                )
+                yield processor.error_event(error)
+                return
+            settled = True
+            await self._settle(Outcome(request, target, processor.usage, 200))
+            yield processor.terminal()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if not settled:
+                    await self._settle(
+                        Outcome(
+                            request,
+                            target,
+                            processor.usage,
+                            CLIENT_CLOSED,
+                            "client disconnected",
+                            False,
+                        )
+                    )
+                await stack.aclose()
+
+
+def _as_gateway_error(exc: Exception, request: GatewayRequest) -> GatewayError:
+    """Stream failures become an error event; a bug is logged with its trace, not shown."""
+    if isinstance(exc, GatewayError):
+        log.log(exc.log_level, "stream.failed", request_id=request.request_id, error=exc.message)
+        return exc
+    log.exception("stream.crashed", request_id=request.request_id)
+    return InternalError("the gateway failed while relaying the stream")

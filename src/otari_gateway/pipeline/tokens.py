@@ -1,0 +1,48 @@
+"""Token estimates for requests whose exact count no upstream reports (count_tokens).
+
+No tokenizer for Claude or Gemini works offline, so the estimate is the common
+four-characters-per-token rule over every piece of text the model would read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+_CHARS_PER_TOKEN = 4
+_PER_MESSAGE_OVERHEAD = 3
+# A typical ~1,100 px image as Anthropic and OpenAI bill it (high detail).
+_IMAGE_TOKENS = 1600
+_IMAGE_TYPES = frozenset({"image", "image_url", "input_image", "document"})
+_SKIPPED_KEYS = frozenset({"type", "role", "id", "tool_use_id", "media_type", "cache_control"})
+
+
+def _pieces(value: Any) -> Iterator[str | None]:
+    """Every text the model reads; ``None`` stands for one image."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _pieces(item)
+    elif isinstance(value, dict):
+        if value.get("type") in _IMAGE_TYPES:
+            yield None
+            return
+        for key, item in value.items():
+            if key not in _SKIPPED_KEYS:
+                yield from _pieces(item)
+
+
+def estimate_input_tokens(body: Mapping[str, Any]) -> int:
+    """Estimated input tokens of a Chat or Messages body (system, messages, tools)."""
+    chars = 0
+    images = 0
+    for key in ("system", "messages", "tools", "input", "instructions"):
+        for piece in _pieces(body.get(key)):
+            if piece is None:
+                images += 1
+            else:
+                chars += len(piece)
+    messages = body.get("messages")
+    overhead = _PER_MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
+    return max(1, -(-chars // _CHARS_PER_TOKEN) + images * _IMAGE_TOKENS + overhead)

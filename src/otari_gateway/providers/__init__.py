@@ -1,0 +1,1 @@
+"""Upstream adapters, one module per wire format, behind the ``Provider`` protocol."""

@@ -1,0 +1,78 @@
+"""The provider interface: one small protocol every upstream adapter implements.
+
+An adapter knows where an operation lives on its upstream, how to authenticate, and how
+to turn the upstream's failures into gateway errors. It does not know about surfaces,
+translation or billing: the pipeline decides what body to send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+
+class Wire(StrEnum):
+    """The request/response format an upstream speaks natively."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class Operation(StrEnum):
+    """An upstream endpoint, independent of its path on a given provider."""
+
+    CHAT = "chat"
+    MESSAGES = "messages"
+    RESPONSES = "responses"
+    EMBEDDINGS = "embeddings"
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    wire: Wire
+    operations: frozenset[Operation]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A complete (non-streamed) successful upstream answer."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class Provider(Protocol):
+    """One configured provider instance."""
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def send(
+        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+    ) -> UpstreamReply:
+        """POST ``body``; a non-2xx answer raises the mapped ``GatewayError``."""
+        ...
+
+    def stream(
+        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """POST ``body`` and yield the response body in chunks as they arrive.
+
+        Entering raises the mapped ``GatewayError`` if the upstream refuses; leaving the
+        context closes the upstream connection (which is how a client disconnect cancels
+        the upstream request).
+        """
+        ...
+
+    async def start(self) -> None:
+        """Open long-lived resources (connection pools); called once at start-up."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,63 @@
+"""OpenAI-compatible upstreams: OpenAI itself and every server that speaks its API.
+
+vLLM, Ollama, llama.cpp, LM Studio, Groq, Together, DeepSeek, OpenRouter, Mistral, xAI …
+differ only in ``api_base`` and key, so one adapter serves them all. Bodies are relayed as
+bytes; the adapter only knows paths, the bearer credential and the error envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otari_gateway.config import ProviderConfig
+from otari_gateway.providers.base import Capabilities, Operation, Wire
+from otari_gateway.providers.http import HttpUpstream
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+
+CAPABILITIES = Capabilities(
+    wire=Wire.OPENAI,
+    operations=frozenset({Operation.CHAT, Operation.RESPONSES, Operation.EMBEDDINGS}),
+)
+
+_PATHS = {
+    Operation.CHAT: "/chat/completions",
+    Operation.RESPONSES: "/responses",
+    Operation.EMBEDDINGS: "/embeddings",
+}
+
+
+def read_openai_error(body: Any) -> tuple[str | None, str | None, str | None]:
+    """``{"error": {"message", "param", "code"}}`` — or a bare ``{"detail"}`` some servers send."""
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return error, None, None
+    message = error.get("message") or body.get("detail")
+    code = error.get("code")
+    return (
+        str(message) if message is not None else None,
+        error.get("param"),
+        str(code) if code is not None else None,
+    )
+
+
+class OpenAICompatProvider(HttpUpstream):
+    """An instance whose upstream speaks the OpenAI REST API."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, instance: str, config: ProviderConfig, api_key: str | None) -> None:
+        base_url = config.client_args.get("base_url") or config.api_base or DEFAULT_API_BASE
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        organization = config.client_args.get("organization")
+        if organization:
+            headers["OpenAI-Organization"] = str(organization)
+        super().__init__(
+            instance,
+            config,
+            base_url=str(base_url),
+            auth_headers=headers,
+            secret=api_key,
+            paths=_PATHS,
+            read_error=read_openai_error,
+        )

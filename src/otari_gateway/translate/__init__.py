@@ -1,0 +1,1 @@
+"""Pure conversions between the OpenAI Chat, Anthropic Messages and Responses formats."""

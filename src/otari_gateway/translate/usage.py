@@ -1,0 +1,103 @@
+"""Convert token-usage objects between the wire formats and the gateway's ``Usage``.
+
+Readers tolerate missing keys, ``null`` values and nested objects that are absent,
+because OpenAI-compatible servers vary a lot in how much of the usage shape they fill in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from otari_gateway.usage import Usage
+
+
+def _int(value: Any) -> int:
+    # bool is an int subclass; a stray ``true`` must not count as one token.
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(value, 0)
+    if isinstance(value, float):
+        return max(int(value), 0)
+    return 0
+
+
+def _sub(usage: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    nested = usage.get(key)
+    return nested if isinstance(nested, Mapping) else {}
+
+
+def usage_from_chat(usage: Mapping[str, Any] | None) -> Usage:
+    """Read an OpenAI Chat Completions (or embeddings) ``usage`` object."""
+    if not usage:
+        return Usage()
+    prompt_details = _sub(usage, "prompt_tokens_details")
+    cached = prompt_details.get("cached_tokens")
+    if cached is None:
+        # DeepSeek reports cache hits under its own top-level name.
+        cached = usage.get("prompt_cache_hit_tokens")
+    return Usage(
+        prompt_tokens=_int(usage.get("prompt_tokens")),
+        completion_tokens=_int(usage.get("completion_tokens")),
+        cache_read_tokens=_int(cached),
+        reasoning_tokens=_int(_sub(usage, "completion_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def usage_from_messages(usage: Mapping[str, Any] | None) -> Usage:
+    """Read an Anthropic ``usage`` object.
+
+    Anthropic's ``input_tokens`` excludes cached tokens, so they are added back to get the
+    all-inclusive ``prompt_tokens`` the gateway uses.
+    """
+    if not usage:
+        return Usage()
+    uncached = _int(usage.get("input_tokens"))
+    cache_read = _int(usage.get("cache_read_input_tokens"))
+    cache_write = _int(usage.get("cache_creation_input_tokens"))
+    return Usage(
+        prompt_tokens=uncached + cache_read + cache_write,
+        completion_tokens=_int(usage.get("output_tokens")),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+
+
+def usage_from_responses(usage: Mapping[str, Any] | None) -> Usage:
+    """Read an OpenAI Responses API ``usage`` object."""
+    if not usage:
+        return Usage()
+    return Usage(
+        prompt_tokens=_int(usage.get("input_tokens")),
+        completion_tokens=_int(usage.get("output_tokens")),
+        cache_read_tokens=_int(_sub(usage, "input_tokens_details").get("cached_tokens")),
+        reasoning_tokens=_int(_sub(usage, "output_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def chat_usage(u: Usage) -> dict[str, Any]:
+    """Render ``u`` as an OpenAI Chat Completions ``usage`` object.
+
+    OpenAI has no field for cache writes; they stay inside ``prompt_tokens``.
+    """
+    out: dict[str, Any] = {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+    }
+    if u.cache_read_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": u.cache_read_tokens}
+    if u.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
+    return out
+
+
+def messages_usage(u: Usage) -> dict[str, Any]:
+    """Render ``u`` as an Anthropic ``usage`` object (``input_tokens`` excludes cache)."""
+    return {
+        "input_tokens": max(u.prompt_tokens - u.cache_read_tokens - u.cache_write_tokens, 0),
+        "output_tokens": u.completion_tokens,
+        "cache_read_input_tokens": u.cache_read_tokens,
+        "cache_creation_input_tokens": u.cache_write_tokens,
+    }
