@@ -1,0 +1,108 @@
+"""One gateway process in front of fake upstreams, shared by the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.gateway_process import GatewayProcess, free_port
+
+MASTER_KEY = "sk-otari-test-master"
+BODY_LIMIT = 256 * 1024
+
+
+@dataclass
+class Stack:
+    gateway: GatewayProcess
+    openai_fake: FakeOpenAI
+    local_fake: FakeOpenAI
+    anthropic_fake: FakeAnthropic
+
+    @property
+    def base_url(self) -> str:
+        return self.gateway.base_url
+
+    def openai_client(self, **kwargs: object) -> openai.OpenAI:
+        options: dict[str, object] = {"api_key": MASTER_KEY, "max_retries": 0, "timeout": 20}
+        options.update(kwargs)
+        return openai.OpenAI(base_url=self.base_url + "/v1", **options)  # type: ignore[arg-type]
+
+    def anthropic_client(self, **kwargs: object) -> anthropic.Anthropic:
+        options: dict[str, object] = {"api_key": MASTER_KEY, "max_retries": 0, "timeout": 20}
+        options.update(kwargs)
+        return anthropic.Anthropic(base_url=self.base_url, **options)  # type: ignore[arg-type]
+
+
+def gateway_config(
+    openai_fake: FakeOpenAI, local_fake: FakeOpenAI, anthropic_fake: FakeAnthropic
+) -> dict[str, object]:
+    return {
+        "master_key": MASTER_KEY,
+        "max_request_body_bytes": BODY_LIMIT,
+        "providers": {
+            "openai": {
+                "api_key": openai_fake.api_key,
+                "api_base": openai_fake.base_url + "/v1",
+                "models": ["gpt-4o-mini", "gpt-4o"],
+            },
+            "anthropic": {
+                "api_key": anthropic_fake.api_key,
+                "api_base": anthropic_fake.base_url,
+                "models": ["claude-sonnet-4-5"],
+            },
+            "local": {
+                "provider_type": "openai",
+                "api_key": local_fake.api_key,
+                "api_base": local_fake.base_url + "/v1",
+            },
+            "slow": {
+                "provider_type": "openai",
+                "api_key": openai_fake.api_key,
+                "api_base": openai_fake.base_url + "/v1",
+                "timeout": 1.0,
+            },
+            "badkey": {
+                "provider_type": "openai",
+                "api_key": "sk-wrong-key-0123456789",
+                "api_base": openai_fake.base_url + "/v1",
+            },
+            "dead": {
+                "provider_type": "openai",
+                "api_key": "sk-dead",
+                "api_base": f"http://127.0.0.1:{free_port()}/v1",
+                "connect_timeout": 2.0,
+            },
+        },
+        "aliases": {"fast": "openai:gpt-4o-mini", "claude": "anthropic:claude-sonnet-4-5"},
+    }
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with (
+        FakeOpenAI() as openai_fake,
+        FakeOpenAI(api_key="sk-fake-local") as local_fake,
+        FakeAnthropic() as anthropic_fake,
+    ):
+        workdir: Path = tmp_path_factory.mktemp("gateway")
+        gateway = GatewayProcess(gateway_config(openai_fake, local_fake, anthropic_fake), workdir)
+        gateway.start()
+        try:
+            yield Stack(gateway, openai_fake, local_fake, anthropic_fake)
+        finally:
+            gateway.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_fakes(request: pytest.FixtureRequest) -> None:
+    if "stack" in request.fixturenames:
+        stack: Stack = request.getfixturevalue("stack")
+        for fake in (stack.openai_fake, stack.local_fake, stack.anthropic_fake):
+            fake.reset()
