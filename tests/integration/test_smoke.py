@@ -68,13 +68,15 @@ def test_anthropic_client_on_openai_upstream(stack: Stack) -> None:
 
 
 def test_messages_passthrough_and_responses(stack: Stack) -> None:
-    with stack.anthropic_client() as client:
-        with client.messages.stream(
+    with (
+        stack.anthropic_client() as client,
+        client.messages.stream(
             model="anthropic:claude-sonnet-4-5",
             max_tokens=50,
             messages=[{"role": "user", "content": "a b"}],
-        ) as stream:
-            final = stream.get_final_message()
+        ) as stream,
+    ):
+        final = stream.get_final_message()
     assert final.content[0].type == "text" and final.content[0].text == "echo: a b"
     with stack.openai_client() as oclient:
         response = oclient.responses.create(model="openai:gpt-4o", input="ping")
