@@ -1,0 +1,100 @@
+"""Configuration: interpolation, env overrides, unknown keys, and clear rejections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from otari_gateway.config import DEFAULT_MAX_BODY_BYTES, ConfigError, build_config, load_config
+from otari_gateway.providers.registry import build_providers
+
+
+def test_defaults() -> None:
+    config = build_config({}, environ={})
+    assert config.port == 8000
+    assert config.database_url == "sqlite:///./otari.db"
+    assert config.max_request_body_bytes == DEFAULT_MAX_BODY_BYTES
+    assert config.require_pricing is True
+
+
+def test_interpolation_reads_environment_and_defaults() -> None:
+    raw = {
+        "master_key": "${KEY}",
+        "providers": {"openai": {"api_key": "${OPENAI:-}", "api_base": "${BASE:-http://x/v1}"}},
+    }
+    config = build_config(raw, environ={"KEY": "secret"})
+    assert config.master_key == "secret"
+    assert config.providers["openai"].api_key == ""
+    assert config.providers["openai"].api_base == "http://x/v1"
+
+
+def test_unset_variable_names_it() -> None:
+    with pytest.raises(ConfigError, match="MISSING_VAR"):
+        build_config({"master_key": "${MISSING_VAR}"}, environ={})
+
+
+def test_env_overrides_scalars_with_coercion() -> None:
+    config = build_config(
+        {"port": 1234, "enable_docs": True},
+        environ={"OTARI_PORT": "9000", "OTARI_ENABLE_DOCS": "false", "OTARI_MASTER_KEY": "k"},
+    )
+    assert config.port == 9000
+    assert config.enable_docs is False
+    assert config.master_key == "k"
+
+
+def test_unknown_keys_warn_but_do_not_fail() -> None:
+    with capture_logs() as logs:
+        config = build_config({"port": 8001, "made_up": 1}, environ={})
+    assert config.port == 8001
+    assert any(entry.get("keys") == ["made_up"] for entry in logs)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"port": "not-a-port"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"log_level": "loud"}, "log_level"),
+        ({"providers": {"openai": {"timeout": -1}}}, "providers.openai.timeout"),
+        ({"providers": {"openai": {"api_kee": "x"}}}, "providers.openai.api_kee"),
+        ({"providers": {"a:b": {}}}, "providers"),
+    ],
+)
+def test_invalid_values_name_the_field(raw: dict[str, object], field: str) -> None:
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        build_config(raw, environ={})
+
+
+def test_load_config_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yml", environ={})
+    bad = tmp_path / "bad.yml"
+    bad.write_text("port: [unclosed", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad, environ={})
+    listed = tmp_path / "list.yml"
+    listed.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listed, environ={})
+
+
+def test_example_config_loads_without_any_secret_set() -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.yml"
+    config = load_config(example, environ={})
+    assert "openai" in config.providers
+    build_providers(config, environ={})
+
+
+def test_unknown_provider_type_is_rejected() -> None:
+    config = build_config({"providers": {"mine": {"api_key": "k"}}}, environ={})
+    with pytest.raises(ConfigError, match="unknown provider_type 'mine'"):
+        build_providers(config, environ={})
+
+
+def test_native_key_variable_is_used_when_config_names_none() -> None:
+    config = build_config({"providers": {"openai": {}}}, environ={})
+    providers = build_providers(config, environ={"OPENAI_API_KEY": "sk-from-env"})
+    assert providers["openai"]._headers["Authorization"] == "Bearer sk-from-env"  # type: ignore[attr-defined]

@@ -1,0 +1,135 @@
+"""The error tree, upstream status mapping, redaction, routing, admission and SSE splitting."""
+
+from __future__ import annotations
+
+import pytest
+
+from otari_gateway.config import ConfigError, ProviderConfig
+from otari_gateway.errors import ALL_ERRORS, ANTHROPIC_TYPE_BY_STATUS, GatewayError
+from otari_gateway.pipeline.admission import MISSING_CREDENTIAL, Authenticator, presented_token
+from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_body
+from otari_gateway.pipeline.routing import Router
+from otari_gateway.providers.http import map_status, redact
+from otari_gateway.providers.openai_compat import OpenAICompatProvider
+from otari_gateway.providers.sse import SSESplitter
+
+
+@pytest.mark.parametrize("kind", ALL_ERRORS, ids=lambda k: k.__name__)
+def test_every_error_declares_status_types_and_envelopes(kind: type[GatewayError]) -> None:
+    error = kind("what happened", param="p", code="c")
+    assert 400 <= error.status < 600
+    expected = "api_error" if error.status >= 500 else ANTHROPIC_TYPE_BY_STATUS[error.status]
+    assert error.anthropic_type == expected
+    assert openai_error_body(error) == {
+        "error": {"message": "what happened", "type": error.openai_type, "param": "p", "code": "c"}
+    }
+    assert anthropic_error_body(error)["error"] == {"type": expected, "message": "what happened"}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, 400),
+        (422, 400),
+        (401, 502),
+        (403, 502),
+        (404, 404),
+        (413, 413),
+        (429, 429),
+        (408, 504),
+        (504, 504),
+        (500, 502),
+        (503, 502),
+        (529, 502),
+    ],
+)
+def test_upstream_status_mapping(status: int, expected: int) -> None:
+    error = map_status(status, "msg", None, None, retry_after="7", instance="openai")
+    assert error.status == expected
+    if status == 429:
+        assert error.headers == {"Retry-After": "7"}
+    if status in (401, 403):
+        assert "rejected the gateway's credentials" in error.message
+
+
+def test_redaction_removes_configured_and_key_shaped_secrets() -> None:
+    text = "bad key sk-abcdefgh12345678 and mysecret and Bearer abcdefghijkl"
+    cleaned = redact(text, ("mysecret",))
+    assert "sk-abcdefgh12345678" not in cleaned
+    assert "mysecret" not in cleaned
+    assert "abcdefghijkl" not in cleaned
+
+
+def _router(aliases: dict[str, str] | None = None) -> Router:
+    config = ProviderConfig(api_base="http://127.0.0.1:1/v1")
+    providers = {
+        "openai": OpenAICompatProvider("openai", config, "k"),
+        "ollama": OpenAICompatProvider("ollama", config, None),
+    }
+    return Router(providers, aliases or {})
+
+
+@pytest.mark.parametrize(
+    ("selector", "instance", "model"),
+    [
+        ("openai:gpt-4o", "openai", "gpt-4o"),
+        ("openai/gpt-4o", "openai", "gpt-4o"),
+        ("ollama:llama3:8b", "ollama", "llama3:8b"),
+        ("ollama/org/model", "ollama", "org/model"),
+        ("fast", "openai", "gpt-4o-mini"),
+    ],
+)
+def test_router_resolves_selectors(selector: str, instance: str, model: str) -> None:
+    target = _router({"fast": "openai:gpt-4o-mini"}).resolve(selector)
+    assert (target.instance, target.model) == (instance, model)
+
+
+@pytest.mark.parametrize("selector", ["gpt-4o", "nope:gpt-4o", "openai:", "openai"])
+def test_router_refuses_unknown(selector: str) -> None:
+    with pytest.raises(GatewayError) as caught:
+        _router().resolve(selector)
+    assert caught.value.status == 400
+    assert caught.value.param == "model"
+
+
+def test_alias_to_unknown_instance_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"aliases\.bad"):
+        _router({"bad": "nowhere:model"})
+
+
+@pytest.mark.parametrize(
+    ("headers", "token"),
+    [
+        ({"otari-key": "abc"}, "abc"),
+        ({"otari-key": "Bearer abc"}, "abc"),
+        ({"authorization": "Bearer abc"}, "abc"),
+        ({"authorization": "bearer abc"}, "abc"),
+        ({"x-api-key": "abc"}, "abc"),
+        ({"otari-key": "first", "authorization": "Bearer second"}, "first"),
+        ({"authorization": "Basic abc"}, None),
+        ({}, None),
+    ],
+)
+def test_presented_token_order(headers: dict[str, str], token: str | None) -> None:
+    assert presented_token(headers) == token
+
+
+def test_authenticator() -> None:
+    auth = Authenticator("master")
+    assert auth.authenticate({"x-api-key": "master"}).is_master
+    with pytest.raises(GatewayError, match="Invalid API key"):
+        auth.authenticate({"x-api-key": "other"})
+    with pytest.raises(GatewayError) as caught:
+        auth.authenticate({})
+    assert caught.value.message == MISSING_CREDENTIAL
+
+
+def test_sse_splitter_handles_split_chunks_crlf_and_comments() -> None:
+    splitter = SSESplitter()
+    events = splitter.feed(b': keep-alive\n\nevent: a\r\ndata: {"x"')
+    assert events == []
+    events = splitter.feed(b": 1}\r\n\r\ndata: [DONE]\n\n")
+    assert [(e.event, e.data) for e in events] == [("a", b'{"x": 1}'), ("", b"[DONE]")]
+    assert events[0].raw == b'event: a\ndata: {"x": 1}\n\n'
+    assert splitter.feed(b"data: tail") == []
+    assert [e.data for e in splitter.flush()] == [b"tail"]
