@@ -1,0 +1,226 @@
+"""Fake Anthropic Messages API on the real wire format.
+
+Serves ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines in the real order:
+message_start, content_block_start, ping, content_block_delta..., content_block_stop,
+message_delta, message_stop; text and tool_use blocks with ``input_json_delta``) and
+``POST /v1/messages/count_tokens``. Requires ``x-api-key`` and ``anthropic-version``.
+Errors use ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
+
+Usage: ``input_tokens`` is the word count of system + messages; when a system block
+carries ``cache_control`` the usage also reports ``cache_read_input_tokens = 3``
+(nothing is subtracted from ``input_tokens``). ``message_start`` reports
+``output_tokens: 1``; ``message_delta`` reports the final ``output_tokens``.
+Content rules are in ``tests.fakes.content``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tests.fakes import content as c
+from tests.fakes.server import FakeUpstream, Handler, JsonReply, RecordedRequest, Reply, SseReply
+from tests.fakes.server import sse_frame as frame
+
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid_request_error", "Invalid request."),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: (
+        "permission_error",
+        "Your API key does not have permission to use the specified resource.",
+    ),
+    404: ("not_found_error", "Not found"),
+    413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+    429: ("rate_limit_error", "Number of requests has exceeded your per-minute rate limit."),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
+
+
+def _error(status: int, message: str | None = None) -> JsonReply:
+    fallback = "api_error" if status >= 500 else "invalid_request_error"
+    type_, default_message = _ERRORS.get(status, (fallback, "Error."))
+    body = {
+        "type": "error",
+        "error": {"type": type_, "message": message or default_message},
+        "request_id": f"req_fake_{time.monotonic_ns():x}",
+    }
+    return JsonReply(body, status=status)
+
+
+def _block_text(block: Any) -> str:
+    """Text of one content block, including the text inside a tool_result."""
+    if not isinstance(block, dict):
+        return ""
+    if block.get("type") == "tool_result":
+        return c.text_of(block.get("content"))
+    return c.text_of([block])
+
+
+def _message_texts(body: dict[str, Any]) -> list[str]:
+    texts = [c.text_of(body.get("system"))]
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            texts.extend(_block_text(block) for block in content)
+        else:
+            texts.append(c.text_of(content))
+    return texts
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    """Text blocks of the last user message that has any (tool_result-only turns skipped)."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        text = c.text_of(message.get("content"))
+        if text or isinstance(message.get("content"), str):
+            return text
+    return ""
+
+
+def _is_tool_result(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+    )
+
+
+def _uses_cache(body: dict[str, Any]) -> bool:
+    system = body.get("system")
+    return isinstance(system, list) and any(
+        isinstance(block, dict) and "cache_control" in block for block in system
+    )
+
+
+class FakeAnthropic(FakeUpstream):
+    """Fake ``https://api.anthropic.com``; point SDKs at ``base_url`` (no ``/v1``)."""
+
+    request_id_header = "request-id"
+    malformed_json_message = "There was an error parsing the body of your request: invalid JSON"
+
+    def __init__(self, api_key: str = "sk-ant-fake", *, stream_interval: float = 0.0) -> None:
+        super().__init__(api_key, stream_interval=stream_interval)
+
+    def routes(self) -> Mapping[tuple[str, str], Handler]:
+        return {
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+        }
+
+    def error_reply(self, status: int, message: str | None = None) -> JsonReply:
+        return _error(status, message)
+
+    def default_fault_headers(self, status: int) -> dict[str, str]:
+        if status == 429:
+            return {"retry-after": "1", "anthropic-ratelimit-requests-remaining": "0"}
+        return {}
+
+    def auth_error(self, request: RecordedRequest) -> JsonReply | None:
+        # ``x-api-key`` is the documented header; anthropic SDK 2.x sends the key
+        # as ``Authorization: Bearer`` instead, which the real API also accepts.
+        api_key = request.headers.get("x-api-key")
+        scheme, _, bearer = request.headers.get("authorization", "").partition(" ")
+        if api_key is None and scheme.lower() == "bearer":
+            api_key = bearer.strip()
+        if api_key is None:
+            return _error(401, "x-api-key header is required")
+        if api_key != self.api_key:
+            return _error(401, "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return _error(400, "anthropic-version: header is required")
+        return None
+
+    @staticmethod
+    def _validate(body: dict[str, Any], *, need_max_tokens: bool) -> JsonReply | None:
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "model: Field required")
+        if not isinstance(body.get("messages"), list) or not body["messages"]:
+            return _error(400, "messages: Field required")
+        if need_max_tokens and not isinstance(body.get("max_tokens"), int):
+            return _error(400, "max_tokens: Field required")
+        if c.is_missing_model(model):
+            return _error(404, f"model: {model}")
+        return None
+
+    def _count_tokens(self, request: RecordedRequest) -> Reply:
+        body = request.json_object()
+        if (bad := self._validate(body, need_max_tokens=False)) is not None:
+            return bad
+        return JsonReply({"input_tokens": c.count_words(_message_texts(body))})
+
+    def _messages(self, request: RecordedRequest) -> Reply:
+        body = request.json_object()
+        if (bad := self._validate(body, need_max_tokens=True)) is not None:
+            return bad
+        messages: list[dict[str, Any]] = body["messages"]
+        user_text = _last_user_text(messages)
+        tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
+        tool_name = tools[0]["name"] if tools and not _is_tool_result(messages[-1]) else None
+        reply = c.echo_reply(user_text)
+        usage: dict[str, Any] = {
+            "input_tokens": c.count_words(_message_texts(body)),
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": c.CACHE_READ_TOKENS if _uses_cache(body) else 0,
+            "output_tokens": c.TOOL_CALL_OUTPUT_TOKENS if tool_name else c.reply_tokens(reply),
+            "service_tier": "standard",
+        }
+        if tool_name:
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": f"toolu_fake_{self.next_id('call')}",
+                "name": tool_name,
+                "input": c.tool_arguments(user_text),
+            }
+        else:
+            block = {"type": "text", "text": reply}
+        message = {
+            "id": f"msg_fake{self.next_id()}",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [block],
+            "stop_reason": "tool_use" if tool_name else "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+        if body.get("stream"):
+            return self._stream(message)
+        return JsonReply(message)
+
+    @staticmethod
+    def _stream(message: dict[str, Any]) -> SseReply:
+        frames: list[bytes] = []
+
+        def event(kind: str, **fields: Any) -> None:
+            frames.append(frame({"type": kind, **fields}, event=kind))
+
+        block = message["content"][0]
+        usage = message["usage"]
+        start_usage = {**usage, "output_tokens": 1}
+        start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
+        event("message_start", message=start)
+        if block["type"] == "tool_use":
+            event("content_block_start", index=0, content_block={**block, "input": {}})
+            event("ping")
+            arguments = orjson.dumps(block["input"]).decode()
+            for piece in ["", *c.split_fragments(arguments)]:
+                event(
+                    "content_block_delta",
+                    index=0,
+                    delta={"type": "input_json_delta", "partial_json": piece},
+                )
+        else:
+            event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            event("ping")
+            for piece in c.stream_pieces(block["text"]):
+                event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
+        event("content_block_stop", index=0)
+        delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
+        event("message_delta", delta=delta, usage={"output_tokens": usage["output_tokens"]})
+        event("message_stop")
+        return SseReply(frames)

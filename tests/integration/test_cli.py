@@ -1,0 +1,76 @@
+"""``otari serve``: several workers on one port, and start-up refusals that say why."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import yaml
+
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.gateway_process import GatewayProcess
+
+MASTER = "sk-cli-master"
+
+
+def test_two_workers_share_one_port(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        config = {
+            "master_key": MASTER,
+            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
+        }
+        gateway = GatewayProcess(config, tmp_path, workers=2)
+        gateway.start()
+        try:
+            with openai.OpenAI(
+                api_key=MASTER, base_url=gateway.base_url + "/v1", max_retries=0
+            ) as client:
+                for index in range(10):
+                    reply = client.chat.completions.create(
+                        model="openai:gpt-4o-mini",
+                        messages=[{"role": "user", "content": f"n{index}"}],
+                    )
+                    assert reply.choices[0].message.content == f"echo: n{index}"
+            assert _worker_pids(gateway, expected=2) == 2
+        finally:
+            gateway.stop()
+
+
+def _worker_pids(gateway: GatewayProcess, *, expected: int) -> int:
+    """Workers start one after another; /health answers as soon as the first is up."""
+    deadline = time.monotonic() + 20
+    while True:
+        pids = set(re.findall(r"Started server process \[(\d+)\]", gateway.logs()))
+        if len(pids) >= expected or time.monotonic() > deadline:
+            return len(pids)
+        time.sleep(0.1)
+
+
+def _serve(tmp_path: Path, config: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "otari_gateway", "serve", "--config", str(path), "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unset_variable_stops_startup_naming_it(tmp_path: Path) -> None:
+    result = _serve(tmp_path, {"master_key": "${OTARI_TEST_SURELY_UNSET}"})
+    assert result.returncode != 0
+    assert "OTARI_TEST_SURELY_UNSET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_value_stops_startup_naming_field(tmp_path: Path) -> None:
+    result = _serve(tmp_path, {"providers": {"openai": {"timeout": "soon"}}})
+    assert result.returncode != 0
+    assert "providers.openai.timeout" in result.stderr
+    assert "Traceback" not in result.stderr
