@@ -19,8 +19,9 @@ ROOT = "otari_gateway"
 # telemetry) are open to everyone.
 LEAVES = {"errors", "usage", "config", "telemetry", "__init__"}
 ALLOWED: dict[str, set[str]] = {
-    "api": {"pipeline"},
-    "pipeline": {"providers", "billing", "limits", "tools", "store", "translate"},
+    "api": {"pipeline", "control"},
+    "control": {"billing", "store"},
+    "pipeline": {"providers", "billing", "limits", "tools", "store", "translate", "control"},
     "providers": {"store"},
     "billing": {"store"},
     "limits": {"store"},

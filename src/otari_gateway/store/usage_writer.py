@@ -1,0 +1,216 @@
+"""Usage rows and settlement, written off the hot path in batches.
+
+Requests hand a finished ``UsageRecord`` to ``submit``; a background loop writes what has
+gathered every ``flush_interval`` seconds (or sooner once ``batch_size`` rows wait), and
+everything left on ``aclose`` (graceful shutdown). Each batch is ONE transaction that inserts
+the usage rows and settles the ledger for them (``spend += cost``, ``reserved -= hold`` per
+user and key), so recorded spend always equals the sum of the usage rows. The queue is
+bounded: when the database falls behind, ``submit`` waits instead of growing memory.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, cast
+
+import anyio
+import structlog
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from otari_gateway.store.database import Database
+from otari_gateway.store.models import ApiKey, UsageLog, User
+from otari_gateway.store.types import Money, UTCDateTime
+from otari_gateway.usage import Usage
+
+log = structlog.get_logger(__name__)
+
+ZERO = Decimal(0)
+_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    id: str
+    user_id: str | None
+    api_key_id: str | None
+    timestamp: datetime
+    model: str
+    provider: str | None
+    endpoint: str
+    usage: Usage
+    cost: Decimal
+    status: str
+    status_code: int
+    latency_ms: int
+    error_message: str | None = None
+    user_hold: Decimal = ZERO
+    key_hold: Decimal = ZERO
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user_id": self.user_id,
+            "api_key_id": self.api_key_id,
+            "timestamp": self.timestamp,
+            "model": self.model,
+            "provider": self.provider,
+            "endpoint": self.endpoint,
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "total_tokens": self.usage.total_tokens,
+            "cache_read_tokens": self.usage.cache_read_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "cost": self.cost,
+            "status": self.status,
+            "error_message": self.error_message,
+            "status_code": self.status_code,
+            "latency_ms": self.latency_ms,
+        }
+
+
+_users = cast(Table, User.__table__)
+_keys = cast(Table, ApiKey.__table__)
+_SETTLE_USER = (
+    update(_users)
+    .where(_users.c.user_id == bindparam("b_user"))
+    .values(
+        spend=_users.c.spend + bindparam("b_cost", type_=Money()),
+        reserved=_users.c.reserved - bindparam("b_hold", type_=Money()),
+    )
+)
+_SETTLE_KEY = (
+    update(_keys)
+    .where(_keys.c.id == bindparam("b_key"))
+    .values(
+        spend=_keys.c.spend + bindparam("b_cost", type_=Money()),
+        reserved=_keys.c.reserved - bindparam("b_hold", type_=Money()),
+        last_used_at=bindparam("b_used", type_=UTCDateTime()),
+    )
+)
+
+
+def _totals(records: Sequence[UsageRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    users: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
+    keys: dict[str, list[Any]] = defaultdict(lambda: [ZERO, ZERO, None])
+    for record in records:
+        if record.user_id is not None:
+            users[record.user_id][0] += record.cost
+            users[record.user_id][1] += record.user_hold
+        if record.api_key_id is not None:
+            entry = keys[record.api_key_id]
+            entry[0] += record.cost
+            entry[1] += record.key_hold
+            entry[2] = max(entry[2] or record.timestamp, record.timestamp)
+    user_params = [
+        {"b_user": user, "b_cost": cost, "b_hold": hold} for user, (cost, hold) in users.items()
+    ]
+    key_params = [
+        {"b_key": key, "b_cost": cost, "b_hold": hold, "b_used": used}
+        for key, (cost, hold, used) in keys.items()
+    ]
+    return user_params, key_params
+
+
+class UsageWriter:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        flush_interval: float = 0.2,
+        batch_size: int = 500,
+        capacity: int = 20_000,
+    ) -> None:
+        self._db = db
+        self._interval = flush_interval
+        self._batch_size = batch_size
+        self._send, self._receive = anyio.create_memory_object_stream[UsageRecord](capacity)
+        self._done = anyio.Event()
+
+    @property
+    def pending(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    async def submit(self, record: UsageRecord) -> None:
+        await self._send.send(record)
+
+    async def run(self) -> None:
+        """The writer loop; returns once ``aclose`` was called and everything is written."""
+        try:
+            async with self._receive:
+                while await self._next_batch():
+                    pass
+        finally:
+            self._done.set()
+
+    async def _next_batch(self) -> bool:
+        try:
+            batch = [await self._receive.receive()]
+        except anyio.EndOfStream:
+            return False
+        more = True
+        with anyio.move_on_after(self._interval):
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(await self._receive.receive())
+                except anyio.EndOfStream:
+                    more = False
+                    break
+        await self._write_with_retries(batch)
+        return more
+
+    async def aclose(self) -> None:
+        """Stop accepting records and wait until everything queued is written."""
+        await self._send.aclose()
+        await self._done.wait()
+
+    async def _write_with_retries(self, batch: list[UsageRecord]) -> None:
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                await write_batch(self._db, batch)
+                return
+            except SQLAlchemyError as exc:
+                if delay is None:
+                    log.error("usage.write_failed", rows=len(batch), error=type(exc).__name__)
+                    return
+                log.warning("usage.write_retry", rows=len(batch), error=type(exc).__name__)
+                await anyio.sleep(delay)
+
+
+async def write_batch(db: Database, batch: Sequence[UsageRecord]) -> None:
+    """Insert the rows and settle the ledger for them, in one transaction."""
+    rows = [record.row() for record in batch]
+    try:
+        await _write_rows(db, batch, rows)
+    except IntegrityError:
+        # A key deleted while its request was in flight: keep the row, without the key.
+        live = await _existing_keys(db, {r["api_key_id"] for r in rows if r["api_key_id"]})
+        for row in rows:
+            if row["api_key_id"] not in live:
+                row["api_key_id"] = None
+        await _write_rows(db, batch, rows)
+
+
+async def _write_rows(
+    db: Database, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
+) -> None:
+    user_params, key_params = _totals(batch)
+    async with db.session() as session:
+        await session.execute(insert(UsageLog), rows)
+        connection = await session.connection()
+        if user_params:
+            await connection.execute(_SETTLE_USER, user_params)
+        if key_params:
+            await connection.execute(_SETTLE_KEY, key_params)
+
+
+async def _existing_keys(db: Database, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    async with db.session() as session:
+        found = await session.execute(select(ApiKey.id).where(ApiKey.id.in_(ids)))
+        return set(found.scalars())
