@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import asyncpg
 import anyio
+import asyncpg
 
 from otari_gateway.store import migrate
 

@@ -17,6 +17,7 @@ ANTHROPIC_TYPE_BY_STATUS: dict[int, str] = {
     402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
+    409: "invalid_request_error",
     413: "request_too_large",
     429: "rate_limit_error",
 }
@@ -77,6 +78,14 @@ class PermissionDenied(GatewayError):
 class NotFound(GatewayError):
     status = 404
     openai_type = "not_found_error"
+    log_level = logging.INFO
+
+
+class Conflict(GatewayError):
+    """The write contradicts the current state (a duplicate, or a row still in use)."""
+
+    status = 409
+    openai_type = "conflict_error"
     log_level = logging.INFO
 
 
@@ -143,6 +152,7 @@ ALL_ERRORS: tuple[type[GatewayError], ...] = (
     PaymentRequired,
     PermissionDenied,
     NotFound,
+    Conflict,
     RequestTooLarge,
     RateLimited,
     InternalError,
