@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import math
 import struct
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -90,11 +89,11 @@ def test_lifecycle_starts_and_stops_thread() -> None:
         _ = fake.base_url
     fake.start()
     assert fake.base_url.startswith("http://127.0.0.1:")
-    names = {t.name for t in threading.enumerate()}
-    assert "FakeOpenAI-server" in names
+    thread = fake._thread
+    assert thread is not None and thread.is_alive()
     fake.stop()
     fake.stop()  # idempotent
-    assert "FakeOpenAI-server" not in {t.name for t in threading.enumerate()}
+    assert not thread.is_alive()
     with FakeAnthropic() as again:  # restartable instances, context manager
         assert again.base_url
 
