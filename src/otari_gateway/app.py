@@ -8,51 +8,55 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from otari_gateway import __version__
+from otari_gateway.api.auth import require_caller, require_master
+from otari_gateway.api.budgets import budgets_router
 from otari_gateway.api.errors import EXCEPTION_HANDLERS
 from otari_gateway.api.generation import generation_routes
 from otari_gateway.api.health import health_router
+from otari_gateway.api.keys import keys_router
 from otari_gateway.api.models import models_router
 from otari_gateway.api.openapi import merge_generation_paths
+from otari_gateway.api.pricing import pricing_router
 from otari_gateway.api.services import Services
-from otari_gateway.config import ConfigError, GatewayConfig, load_config
-from otari_gateway.pipeline.admission import Authenticator
-from otari_gateway.pipeline.routing import Router
-from otari_gateway.pipeline.run import Pipeline
-from otari_gateway.pipeline.settle import LogSettler
-from otari_gateway.providers.registry import build_providers
+from otari_gateway.api.usage import usage_router
+from otari_gateway.api.users import users_router
+from otari_gateway.config import GatewayConfig, load_config
+from otari_gateway.control.budgets import BudgetService
+from otari_gateway.control.keys import KeyService
+from otari_gateway.control.pricing import PricingService
+from otari_gateway.control.usage import UsageService
+from otari_gateway.control.users import UserService
+from otari_gateway.pipeline.runtime import Runtime
 from otari_gateway.telemetry.logging import configure_logging
 
 CONFIG_PATH_ENV = "OTARI_CONFIG"
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> FastAPI:
-    env = os.environ if environ is None else environ
     configure_logging(config.log_level)
-    if not config.master_key:
-        raise ConfigError("master_key is not set (config master_key or OTARI_MASTER_KEY)")
-    providers = build_providers(config, env)
-    router = Router(providers, config.aliases)
+    runtime = Runtime(config, os.environ if environ is None else environ)
     services = Services(
         config=config,
-        authenticator=Authenticator(config.master_key),
-        router=router,
-        pipeline=Pipeline(router, LogSettler()),
+        authenticator=runtime.authenticator,
+        router=runtime.router,
+        pipeline=runtime.pipeline,
+        runtime=runtime,
         started_at=int(time.time()),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        for provider in providers.values():
-            await provider.start()
-        try:
-            yield
-        finally:
-            for provider in providers.values():
-                await provider.aclose()
+        async with anyio.create_task_group() as group:
+            await runtime.start(group)
+            try:
+                yield
+            finally:
+                await runtime.stop()
 
     app = FastAPI(
         title="Otari gateway",
@@ -65,8 +69,15 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
     )
     app.router.routes.extend(generation_routes(services))
+    master, caller = require_master(services), require_caller(services)
+    db = runtime.db
+    app.include_router(keys_router(KeyService(db, runtime), master))
+    app.include_router(users_router(UserService(db, runtime), master))
+    app.include_router(budgets_router(BudgetService(db, runtime), master))
+    app.include_router(pricing_router(PricingService(db, runtime), master, caller))
+    app.include_router(usage_router(UsageService(db), master))
     app.include_router(models_router(services))
-    app.include_router(health_router())
+    app.include_router(health_router(runtime.db))
     if config.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-import secrets
 import sys
 from pathlib import Path
 
 import click
 import structlog
 import uvicorn
+from alembic.util import CommandError
+from sqlalchemy.exc import SQLAlchemyError
 
 from otari_gateway import __version__
 from otari_gateway.app import CONFIG_PATH_ENV
-from otari_gateway.config import ConfigError, load_config
+from otari_gateway.config import ConfigError, GatewayConfig, load_config
+from otari_gateway.control.keys import KeyService
+from otari_gateway.pipeline.bootstrap import bootstrap_api_key, master_key_digest
 from otari_gateway.providers.registry import build_providers
+from otari_gateway.store import migrate
+from otari_gateway.store.database import Database
 from otari_gateway.telemetry.logging import configure_logging
 
 log = structlog.get_logger("otari")
@@ -48,20 +54,17 @@ def serve(
     """Run the gateway."""
     if log_level:
         os.environ["OTARI_LOG_LEVEL"] = log_level
+    config = _load(config_path)
+    configure_logging(config.log_level)
     try:
-        config = load_config(config_path)
-        configure_logging(config.log_level)
         build_providers(config, os.environ)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if not config.master_key:
-        # Generated once here, before workers fork, so every worker accepts the same key.
-        os.environ["OTARI_MASTER_KEY"] = "sk-otari-" + secrets.token_urlsafe(32)
-        log.warning(
-            "master_key.generated",
-            master_key=os.environ["OTARI_MASTER_KEY"],
-            hint="set master_key in the config to keep it across restarts",
-        )
+    if config.auto_migrate:
+        _migrate(config.database_url, "head")
+    # Once in this process, before workers start, so a generated credential is made and
+    # shown once rather than once per worker.
+    asyncio.run(_first_start(config))
     if config_path is not None:
         os.environ[CONFIG_PATH_ENV] = str(config_path.resolve())
     uvicorn.run(
@@ -78,6 +81,60 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=30,
     )
+
+
+async def _first_start(config: GatewayConfig) -> None:
+    db = Database(config.database_url)
+    try:
+        await master_key_digest(db, config.master_key)
+        if config.bootstrap_api_key:
+            await bootstrap_api_key(db, KeyService(db, NO_LISTENERS))
+    finally:
+        await db.aclose()
+
+
+class _NoListeners:
+    """Before the server starts there are no caches to tell about changes."""
+
+    def keys_changed(self) -> None: ...
+
+    def users_changed(self) -> None: ...
+
+    def pricing_changed(self) -> None: ...
+
+
+NO_LISTENERS = _NoListeners()
+
+
+def _load(config_path: Path | None) -> GatewayConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _migrate(database_url: str, revision: str) -> str:
+    try:
+        return migrate.migrate_to(database_url, revision)
+    except (ValueError, CommandError, SQLAlchemyError, OSError) as exc:
+        raise click.ClickException(f"migration failed: {exc}") from None
+
+
+@main.command("init-db")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+def init_db(config_path: Path | None) -> None:
+    """Create the database schema (or bring it to the latest revision)."""
+    config = _load(config_path)
+    click.echo(_migrate(config.database_url, "head"))
+
+
+@main.command("migrate")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--revision", default="head", show_default=True, help="Target revision, or base.")
+def migrate_command(config_path: Path | None, revision: str) -> None:
+    """Upgrade or downgrade the schema to a revision."""
+    config = _load(config_path)
+    click.echo(_migrate(config.database_url, revision))
 
 
 if __name__ == "__main__":

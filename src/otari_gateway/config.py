@@ -51,6 +51,7 @@ class GatewayConfig(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     master_key: str | None = None
     database_url: str = "sqlite:///./otari.db"
+    redis_url: str | None = None
     auto_migrate: bool = True
     bootstrap_api_key: bool = False
     log_level: str = "info"
@@ -62,6 +63,7 @@ class GatewayConfig(BaseModel):
     rate_limit_rpm: int | None = Field(default=None, ge=1)
     rate_limit_tpm: int | None = Field(default=None, ge=1)
     require_pricing: bool = True
+    default_pricing: bool = True
     reject_user_mismatch: bool = True
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

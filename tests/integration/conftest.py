@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from tests.fakes.anthropic_upstream import FakeAnthropic
@@ -24,18 +26,19 @@ class Stack:
     openai_fake: FakeOpenAI
     local_fake: FakeOpenAI
     anthropic_fake: FakeAnthropic
+    api_key: str = ""
 
     @property
     def base_url(self) -> str:
         return self.gateway.base_url
 
     def openai_client(self, **kwargs: object) -> openai.OpenAI:
-        options: dict[str, object] = {"api_key": MASTER_KEY, "max_retries": 0, "timeout": 20}
+        options: dict[str, object] = {"api_key": self.api_key, "max_retries": 0, "timeout": 20}
         options.update(kwargs)
         return openai.OpenAI(base_url=self.base_url + "/v1", **options)  # type: ignore[arg-type]
 
     def anthropic_client(self, **kwargs: object) -> anthropic.Anthropic:
-        options: dict[str, object] = {"api_key": MASTER_KEY, "max_retries": 0, "timeout": 20}
+        options: dict[str, object] = {"api_key": self.api_key, "max_retries": 0, "timeout": 20}
         options.update(kwargs)
         return anthropic.Anthropic(base_url=self.base_url, **options)  # type: ignore[arg-type]
 
@@ -81,7 +84,27 @@ def gateway_config(
             },
         },
         "aliases": {"fast": "openai:gpt-4o-mini", "claude": "anthropic:claude-sonnet-4-5"},
+        # Models genai-prices does not know, priced so requests reach the fake upstreams.
+        "pricing": {
+            selector: {"input_price_per_million": 1, "output_price_per_million": 2}
+            for selector in ("openai:missing-model", "anthropic:missing-model", "local:local-model")
+        },
     }
+
+
+def create_key(
+    base_url: str, *, master_key: str = MASTER_KEY, **fields: object
+) -> dict[str, object]:
+    """A virtual key made through the management API with the master key."""
+    request = urllib.request.Request(
+        base_url + "/v1/keys",
+        data=orjson.dumps(fields),
+        headers={"Authorization": f"Bearer {master_key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        created: dict[str, object] = orjson.loads(response.read())
+    return created
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +118,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         gateway = GatewayProcess(gateway_config(openai_fake, local_fake, anthropic_fake), workdir)
         gateway.start()
         try:
-            yield Stack(gateway, openai_fake, local_fake, anthropic_fake)
+            key = create_key(gateway.base_url, user_id="tester", key_name="integration")
+            yield Stack(gateway, openai_fake, local_fake, anthropic_fake, str(key["key"]))
         finally:
             gateway.stop()
 

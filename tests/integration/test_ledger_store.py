@@ -9,6 +9,7 @@ import anyio
 import pytest
 from sqlalchemy import func, select
 
+from otari_gateway.billing.periods import advance
 from otari_gateway.store import ledger
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, UsageLog, User
@@ -16,6 +17,10 @@ from otari_gateway.store.usage_writer import UsageRecord, UsageWriter, write_bat
 from otari_gateway.usage import Usage
 
 D = Decimal
+
+
+def _next(duration: int | None, alignment: str | None, now: datetime) -> ledger.NextDue:
+    return lambda due: advance(due, now, duration_sec=duration, alignment=alignment)
 
 
 async def _seed(
@@ -186,9 +191,7 @@ async def test_lazy_reset_runs_once_and_logs_cleared_spend(database_url: str) ->
         results = []
 
         async def reset() -> None:
-            results.append(
-                await ledger.reset_user_if_due(db, "u1", now, duration_sec=3600, alignment=None)
-            )
+            results.append(await ledger.reset_user_if_due(db, "u1", now, _next(3600, None, now)))
 
         async with anyio.create_task_group() as group:
             for _ in range(5):
@@ -212,7 +215,7 @@ async def test_calendar_reset(database_url: str, alignment: str) -> None:
     try:
         await _seed(db, max_budget="5", due=due)
         now = datetime(2026, 2, 10, 15, 0, tzinfo=UTC)
-        assert await ledger.reset_user_if_due(db, "u1", now, duration_sec=None, alignment=alignment)
+        assert await ledger.reset_user_if_due(db, "u1", now, _next(None, alignment, now))
         expected = {
             "calendar_day": datetime(2026, 2, 11, tzinfo=UTC),
             "calendar_week": datetime(2026, 2, 16, tzinfo=UTC),

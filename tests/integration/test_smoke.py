@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import Stack
+import time
+import urllib.request
+from decimal import Decimal
+
+import orjson
+
+from tests.integration.conftest import MASTER_KEY, Stack
 
 
 def test_chat_passthrough(stack: Stack) -> None:
@@ -86,3 +92,37 @@ def test_messages_passthrough_and_responses(stack: Stack) -> None:
         ]
     assert response.output_text == "echo: ping"
     assert events[0] == "response.created" and events[-1] == "response.completed"
+
+
+def _get(stack: Stack, path: str) -> object:
+    request = urllib.request.Request(
+        stack.base_url + path, headers={"Authorization": f"Bearer {MASTER_KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return orjson.loads(response.read())
+
+
+def test_usage_row_and_spend_follow_a_request(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai:gpt-4o", messages=[{"role": "user", "content": "count me"}]
+        )
+    request_id = raw.headers["x-otari-request-id"]
+    deadline = time.monotonic() + 1.0
+    rows: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not rows:
+        found = _get(stack, "/v1/usage?user_id=tester&limit=1000")
+        assert isinstance(found, list)
+        rows = [row for row in found if row["id"] == request_id]
+        time.sleep(0.05)
+    assert rows, "usage row not readable within 1 s"
+    row = rows[0]
+    assert row["model"] == "gpt-4o" and row["provider"] == "openai"
+    assert row["prompt_tokens"] == 2 and row["status"] == "success"
+    assert Decimal(str(row["cost"])) > 0
+    all_rows = _get(stack, "/v1/usage?user_id=tester&limit=1000")
+    user = _get(stack, "/v1/users/tester")
+    assert isinstance(all_rows, list) and isinstance(user, dict)
+    total = sum(Decimal(str(r["cost"])) for r in all_rows)
+    assert Decimal(str(user["spend"])) == total
+    assert Decimal(str(user["reserved"])) == 0

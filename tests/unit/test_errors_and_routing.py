@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otari_gateway.config import ConfigError, ProviderConfig
+from otari_gateway.control.keys import hash_key
 from otari_gateway.errors import ALL_ERRORS, ANTHROPIC_TYPE_BY_STATUS, GatewayError
 from otari_gateway.pipeline.admission import MISSING_CREDENTIAL, Authenticator, presented_token
 from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_body
@@ -114,13 +115,14 @@ def test_presented_token_order(headers: dict[str, str], token: str | None) -> No
     assert presented_token(headers) == token
 
 
-def test_authenticator() -> None:
-    auth = Authenticator("master")
-    assert auth.authenticate({"x-api-key": "master"}).is_master
+async def test_authenticator_without_a_key_store() -> None:
+    auth = Authenticator(None)
+    auth.use_master_digest(hash_key("master"))
+    assert (await auth.authenticate({"x-api-key": "master"})).is_master
     with pytest.raises(GatewayError, match="Invalid API key"):
-        auth.authenticate({"x-api-key": "other"})
+        await auth.authenticate({"x-api-key": "other"})
     with pytest.raises(GatewayError) as caught:
-        auth.authenticate({})
+        await auth.authenticate({})
     assert caught.value.message == MISSING_CREDENTIAL
 
 

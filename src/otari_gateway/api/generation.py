@@ -60,7 +60,7 @@ def generation_routes(services: Services) -> list[BaseRoute]:
     limit = services.config.max_request_body_bytes
 
     async def prepare(request: Request) -> tuple[Caller, dict[str, Any]]:
-        caller = services.authenticator.authenticate(request.headers)
+        caller = await services.authenticator.authenticate(request.headers)
         return caller, await read_json_object(request, limit)
 
     async def run(request: GatewayRequest) -> Response:

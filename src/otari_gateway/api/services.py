@@ -8,6 +8,7 @@ from otari_gateway.config import GatewayConfig
 from otari_gateway.pipeline.admission import Authenticator
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.run import Pipeline
+from otari_gateway.pipeline.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,4 +17,5 @@ class Services:
     authenticator: Authenticator
     router: Router
     pipeline: Pipeline
+    runtime: Runtime
     started_at: int

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from otari_gateway.store.access import KeyRecord
+
 
 class Surface(StrEnum):
     """The client-facing API a request arrived on; it fixes formats and error envelopes."""
@@ -20,10 +22,10 @@ class Surface(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The authenticated principal: the master key, or (later) a virtual key and its user."""
+    """The authenticated principal: the master key, or a virtual key and its user."""
 
     is_master: bool
-    key_id: str | None = None
+    key: KeyRecord | None = None
     user_id: str | None = None
 
 

@@ -15,10 +15,11 @@ import structlog
 
 from otari_gateway.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
 from otari_gateway.pipeline import passthrough, translated
+from otari_gateway.pipeline.admission import Admission, Admitted
 from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Router, Target
-from otari_gateway.pipeline.settle import Outcome, Settler
+from otari_gateway.pipeline.settle import CLIENT_CLOSED, Outcome, Settler
 from otari_gateway.providers.base import Wire
 from otari_gateway.providers.sse import SSESplitter
 
@@ -32,8 +33,6 @@ _EXCHANGES: Mapping[tuple[Surface, Wire], Exchange] = {
     (Surface.CHAT, Wire.ANTHROPIC): translated.CHAT_VIA_MESSAGES,
     (Surface.MESSAGES, Wire.OPENAI): translated.MESSAGES_VIA_CHAT,
 }
-
-CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,30 +61,33 @@ def select_exchange(surface: Surface, target: Target) -> Exchange:
 
 
 class Pipeline:
-    def __init__(self, router: Router, settler: Settler) -> None:
+    def __init__(self, router: Router, admission: Admission, settler: Settler) -> None:
         self._router = router
+        self._admission = admission
         self._settler = settler
 
     async def run(self, request: GatewayRequest) -> JSONResult | StreamResult:
         target: Target | None = None
+        admitted: Admitted | None = None
         try:
             target = self._router.resolve(request.model)
             exchange = select_exchange(request.surface, target)
             body = exchange.upstream_body(request, target.model)
+            admitted = await self._admission.admit(request, target)
             if request.stream:
-                return await self._open_stream(request, target, exchange, body)
+                return await self._open_stream(request, target, admitted, exchange, body)
             reply = await target.provider.send(
                 exchange.operation, body, dict(request.forward_headers)
             )
             content, usage = exchange.client_reply(request, reply)
         except GatewayError as exc:
-            await self._settle(Outcome(request, target, None, exc.status, exc.message, False))
+            await self._settle(Outcome(request, target, admitted, None, exc.status, exc.message))
             raise
         except Exception:
-            await self._settle(Outcome(request, target, None, 500, "internal error", False))
+            await self._settle(Outcome(request, target, admitted, None, 500, "internal error"))
             raise
-        await self._settle(Outcome(request, target, usage, 200))
-        return JSONResult(content)
+        await self._settle(Outcome(request, target, admitted, usage, 200))
+        return JSONResult(content, headers=admitted.limit_headers)
 
     async def _settle(self, outcome: Outcome) -> None:
         try:
@@ -96,7 +98,12 @@ class Pipeline:
             log.exception("settlement.failed", request_id=outcome.request.request_id)
 
     async def _open_stream(
-        self, request: GatewayRequest, target: Target, exchange: Exchange, body: bytes
+        self,
+        request: GatewayRequest,
+        target: Target,
+        admitted: Admitted,
+        exchange: Exchange,
+        body: bytes,
     ) -> StreamResult:
         processor = exchange.stream_processor(request)
         stack = AsyncExitStack()
@@ -104,12 +111,16 @@ class Pipeline:
         chunks = await stack.enter_async_context(
             target.provider.stream(exchange.operation, body, dict(request.forward_headers))
         )
-        return StreamResult(self._relay(request, target, processor, chunks, stack))
+        return StreamResult(
+            self._relay(request, target, admitted, processor, chunks, stack),
+            headers=admitted.limit_headers,
+        )
 
     async def _relay(
         self,
         request: GatewayRequest,
         target: Target,
+        admitted: Admitted,
         processor: StreamProcessor,
         chunks: AsyncIterator[bytes],
         stack: AsyncExitStack,
@@ -134,12 +145,12 @@ class Pipeline:
                 error = _as_gateway_error(exc, request)
                 settled = True
                 await self._settle(
-                    Outcome(request, target, processor.usage, error.status, error.message, False)
+                    Outcome(request, target, admitted, processor.usage, error.status, error.message)
                 )
                 yield processor.error_event(error)
                 return
             settled = True
-            await self._settle(Outcome(request, target, processor.usage, 200))
+            await self._settle(Outcome(request, target, admitted, processor.usage, 200))
             yield processor.terminal()
         finally:
             with anyio.CancelScope(shield=True):
@@ -148,10 +159,10 @@ class Pipeline:
                         Outcome(
                             request,
                             target,
+                            admitted,
                             processor.usage,
                             CLIENT_CLOSED,
                             "client disconnected",
-                            False,
                         )
                     )
                 await stack.aclose()

@@ -1,58 +1,92 @@
 """Settlement: what happens once a request's outcome is known.
 
-Every request ends in exactly one ``settle`` call — success, upstream error, client
-disconnect — and streams settle *before* their terminal event is sent, because clients
-hang up as soon as they read it.
+Every admitted request ends in exactly one ``settle`` call — success, upstream error, client
+disconnect — and streams settle *before* their terminal event is sent, because clients hang
+up as soon as they read it. Settling prices the usage and hands one usage record (with the
+request's hold, to release) to the batched usage writer.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from decimal import Decimal
 
 import structlog
 
+from otari_gateway.billing.cost import cost_of
+from otari_gateway.pipeline.admission import Admission, Admitted
 from otari_gateway.pipeline.request import GatewayRequest
 from otari_gateway.pipeline.routing import Target
+from otari_gateway.store.types import utcnow
+from otari_gateway.store.usage_writer import UsageRecord, UsageWriter
 from otari_gateway.usage import Usage
 
 log = structlog.get_logger("otari.requests")
+
+ZERO = Decimal(0)
+CLIENT_CLOSED = 499
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     request: GatewayRequest
     target: Target | None
+    admitted: Admitted | None
     usage: Usage | None
     status: int
     error: str | None = None
-    completed: bool = True
 
     @property
     def latency_ms(self) -> int:
         return int((time.monotonic() - self.request.received_at) * 1000)
 
 
-class Settler(Protocol):
-    async def settle(self, outcome: Outcome) -> None: ...
+def charged_usage(outcome: Outcome) -> Usage | None:
+    """What to bill: the reported usage; for a client that left before usage arrived, at
+    least the input it sent; nothing for an upstream failure."""
+    if outcome.usage is not None:
+        return outcome.usage
+    if outcome.status == CLIENT_CLOSED and outcome.admitted is not None:
+        return Usage(prompt_tokens=outcome.admitted.input_tokens)
+    return None
 
 
-class LogSettler:
-    """Records each outcome as one structured log line (no prompt text, no keys)."""
+class Settler:
+    def __init__(self, writer: UsageWriter, admission: Admission) -> None:
+        self._writer = writer
+        self._admission = admission
 
     async def settle(self, outcome: Outcome) -> None:
-        usage = outcome.usage or Usage()
-        log.debug(
-            "request.settled",
-            request_id=outcome.request.request_id,
-            surface=outcome.request.surface.value,
-            provider=outcome.target.instance if outcome.target else None,
-            model=outcome.target.model if outcome.target else outcome.request.model,
-            status=outcome.status,
-            completed=outcome.completed,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            latency_ms=outcome.latency_ms,
-            error=outcome.error,
+        admitted = outcome.admitted
+        if admitted is None:
+            # Refused before a user was settled on (bad model, unknown user): nothing is
+            # held and nobody can be billed; the log line is the record.
+            log.info(
+                "request.refused", request_id=outcome.request.request_id, status=outcome.status
+            )
+            return
+        usage = charged_usage(outcome)
+        await self._admission.settle_tokens(admitted, usage.total_tokens if usage else 0)
+        price = admitted.price
+        cost = cost_of(usage, price) if usage is not None and price is not None else ZERO
+        target = outcome.target
+        await self._writer.submit(
+            UsageRecord(
+                id=outcome.request.request_id,
+                user_id=admitted.user_id,
+                api_key_id=admitted.key_id,
+                timestamp=utcnow(),
+                model=target.model if target else outcome.request.model,
+                provider=target.instance if target else None,
+                endpoint=outcome.request.surface.value,
+                usage=usage or Usage(),
+                cost=cost,
+                status="success" if outcome.status < 400 else "error",
+                status_code=outcome.status,
+                latency_ms=outcome.latency_ms,
+                error_message=outcome.error,
+                user_hold=admitted.hold.user_amount,
+                key_hold=admitted.hold.key_amount,
+            )
         )

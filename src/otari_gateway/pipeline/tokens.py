@@ -46,3 +46,20 @@ def estimate_input_tokens(body: Mapping[str, Any]) -> int:
     messages = body.get("messages")
     overhead = _PER_MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
     return max(1, -(-chars // _CHARS_PER_TOKEN) + images * _IMAGE_TOKENS + overhead)
+
+
+_OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+
+
+def max_output_tokens(body: Mapping[str, Any], default: int) -> int:
+    """The most output tokens the request allows (× ``n`` choices), or ``default``."""
+    limit = default
+    for name in _OUTPUT_LIMIT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            limit = value
+            break
+    choices = body.get("n")
+    if isinstance(choices, int) and not isinstance(choices, bool) and choices > 1:
+        limit *= choices
+    return limit

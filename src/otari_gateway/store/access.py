@@ -11,12 +11,10 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from otari_gateway.store import users_repo
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, Budget, User
-from otari_gateway.store.types import utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +91,8 @@ async def user_by_id(db: Database, user_id: str) -> UserRecord | None:
 
 async def ensure_user(db: Database, user_id: str) -> None:
     """Create the user if it does not exist (concurrent callers may race: both succeed)."""
-    now = utcnow()
-    values = {
-        "user_id": user_id,
-        "blocked": False,
-        "spend": Decimal(0),
-        "reserved": Decimal(0),
-        "created_at": now,
-        "updated_at": now,
-        "metadata": {},
-    }
-    dialect_insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
     async with db.session() as session:
-        await session.execute(dialect_insert(User).values(**values).on_conflict_do_nothing())
+        await users_repo.ensure_user(session, user_id)
 
 
 async def count_keys(db: Database) -> int:

@@ -14,6 +14,7 @@ sum of the usage rows.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import cast
@@ -21,7 +22,6 @@ from typing import cast
 from sqlalchemy import ColumnElement, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from otari_gateway.billing.periods import advance
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, User
 
@@ -106,20 +106,18 @@ async def release(
             )
 
 
-async def reset_user_if_due(
-    db: Database, user_id: str, now: datetime, *, duration_sec: int | None, alignment: str | None
-) -> bool:
+NextDue = Callable[[datetime], datetime | None]
+"""Given the due time of the period that ended, when the new period ends."""
+
+
+async def reset_user_if_due(db: Database, user_id: str, now: datetime, next_due: NextDue) -> bool:
     """Start a new budget period for the user if the current one has ended."""
-    return await _reset_if_due(
-        db, User, User.user_id == user_id, now, duration_sec=duration_sec, alignment=alignment
-    )
+    return await _reset_if_due(db, User, User.user_id == user_id, now, next_due)
 
 
-async def reset_key_if_due(db: Database, key_id: str, now: datetime, *, duration_sec: int) -> bool:
-    """The key's own rolling budget period, reset the same way as a user's."""
-    return await _reset_if_due(
-        db, ApiKey, ApiKey.id == key_id, now, duration_sec=duration_sec, alignment=None
-    )
+async def reset_key_if_due(db: Database, key_id: str, now: datetime, next_due: NextDue) -> bool:
+    """The key's own budget period, reset the same way as a user's."""
+    return await _reset_if_due(db, ApiKey, ApiKey.id == key_id, now, next_due)
 
 
 async def _reset_if_due(
@@ -127,9 +125,7 @@ async def _reset_if_due(
     table: type[User] | type[ApiKey],
     match: ColumnElement[bool],
     now: datetime,
-    *,
-    duration_sec: int | None,
-    alignment: str | None,
+    next_due: NextDue,
 ) -> bool:
     """Compare-and-swap on (due time, spend), so concurrent workers reset once and the
     reset log records exactly the spend that was cleared."""
@@ -140,7 +136,7 @@ async def _reset_if_due(
             if row is None or row.next_budget_reset_at is None or row.next_budget_reset_at > now:
                 return False
             due, spent = row.next_budget_reset_at, row.spend
-            following = advance(due, now, duration_sec=duration_sec, alignment=alignment)
+            following = next_due(due)
             result = await session.execute(
                 update(table)
                 .where(match, table.next_budget_reset_at == due, table.spend == spent)

@@ -34,6 +34,25 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
+def migrate_to(database_url: str, revision: str = "head") -> str:
+    """Move the schema up or down to ``revision``; says which way it went."""
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    ordered = [rev.revision for rev in script.walk_revisions()]  # newest first
+    current = asyncio.run(current_revision(database_url))
+    target = script.get_current_head() if revision == "head" else revision
+    if target == "base" or target is None:
+        downgrade(database_url, "base")
+        return "downgraded to base"
+    resolved = script.get_revision(target)
+    if resolved is None:
+        raise ValueError(f"unknown revision '{revision}'")
+    if current is not None and ordered.index(resolved.revision) > ordered.index(current):
+        downgrade(database_url, resolved.revision)
+        return f"downgraded to {resolved.revision}"
+    upgrade(database_url, resolved.revision)
+    return f"upgraded to {resolved.revision}"
+
+
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 

@@ -151,3 +151,13 @@ class BudgetResetLog(Base):
     previous_spend: Mapped[Decimal] = mapped_column(Money())
     reset_at: Mapped[datetime] = mapped_column(UTCDateTime())
     next_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class GatewaySetting(Base):
+    """Gateway-wide values the gateway generates itself (e.g. the master key's hash)."""
+
+    __tablename__ = "gateway_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,81 @@
+"""Everything on the request path that has a lifecycle, built and started in one place.
+
+The database, the usage writer, provider connection pools and the in-process caches. It
+also receives the control plane's change notices (``ChangeListener``) and drops the caches
+they affect, so a management write applies from the next request on this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio.abc
+
+from otari_gateway.billing.ledger import Ledger
+from otari_gateway.billing.pricing import PriceBook, PriceRow, price_from_fields
+from otari_gateway.config import GatewayConfig
+from otari_gateway.control.pricing import load_price_rows
+from otari_gateway.limits import make_limiter
+from otari_gateway.pipeline.admission import Admission, Authenticator
+from otari_gateway.pipeline.bootstrap import master_key_digest
+from otari_gateway.pipeline.routing import Router
+from otari_gateway.pipeline.run import Pipeline
+from otari_gateway.pipeline.settle import Settler
+from otari_gateway.providers.registry import build_providers, provider_type_of
+from otari_gateway.store.database import Database
+from otari_gateway.store.usage_writer import UsageWriter
+
+
+class Runtime:
+    def __init__(self, config: GatewayConfig, environ: Mapping[str, str]) -> None:
+        self.config = config
+        self.db = Database(config.database_url)
+        self.writer = UsageWriter(self.db)
+        self.providers = build_providers(config, environ)
+        self.router = Router(self.providers, config.aliases)
+        self.prices = PriceBook(
+            {selector: price_from_fields(fields) for selector, fields in config.pricing.items()},
+            load_rows=self._price_rows,
+            default_pricing=config.default_pricing,
+        )
+        self.authenticator = Authenticator(self.db)
+        self.limiter = make_limiter(config.redis_url)
+        self.admission = Admission(
+            config,
+            self.db,
+            self.prices,
+            Ledger(self.db),
+            {name: provider_type_of(name, p) for name, p in config.providers.items()},
+            self.limiter,
+        )
+        self.pipeline = Pipeline(self.router, self.admission, Settler(self.writer, self.admission))
+
+    async def _price_rows(self) -> list[PriceRow]:
+        return await load_price_rows(self.db)
+
+    async def start(self, group: anyio.abc.TaskGroup) -> None:
+        self.authenticator.use_master_digest(
+            await master_key_digest(self.db, self.config.master_key)
+        )
+        for provider in self.providers.values():
+            await provider.start()
+        group.start_soon(self.writer.run)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: every queued usage row is written before the pools close."""
+        try:
+            await self.writer.aclose()
+        finally:
+            for provider in self.providers.values():
+                await provider.aclose()
+            await self.limiter.aclose()
+            await self.db.aclose()
+
+    def keys_changed(self) -> None:
+        self.authenticator.forget()
+
+    def users_changed(self) -> None:
+        self.admission.forget()
+
+    def pricing_changed(self) -> None:
+        self.prices.invalidate()
