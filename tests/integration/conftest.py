@@ -84,7 +84,8 @@ def gateway_config(
             },
         },
         "aliases": {"fast": "openai:gpt-4o-mini", "claude": "anthropic:claude-sonnet-4-5"},
-        # Models genai-prices does not know, priced so requests reach the fake upstreams.
+        # Conformance tests use made-up model names; pricing is enforced in test_admission.py.
+        "require_pricing": False,
         "pricing": {
             selector: {"input_price_per_million": 1, "output_price_per_million": 2}
             for selector in ("openai:missing-model", "anthropic:missing-model", "local:local-model")

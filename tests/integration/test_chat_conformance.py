@@ -374,11 +374,16 @@ def test_second_instance_uses_its_own_key(stack: Stack) -> None:
 
 def test_caller_key_never_reaches_upstream(stack: Stack) -> None:
     with stack.openai_client(default_headers={"Otari-Key": MASTER_KEY}) as client:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}])
-    request = stack.openai_fake.last_request
-    assert request.headers["authorization"] == f"Bearer {stack.openai_fake.api_key}"
-    assert all(MASTER_KEY not in value for value in request.headers.values())
-    assert MASTER_KEY.encode() not in request.body
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], user="tester"
+        )
+    with stack.openai_client() as client:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "y"}])
+    for request in stack.openai_fake.requests:
+        assert request.headers["authorization"] == f"Bearer {stack.openai_fake.api_key}"
+        for secret in (MASTER_KEY, stack.api_key):
+            assert all(secret not in value for value in request.headers.values())
+            assert secret.encode() not in request.body
 
 
 def test_request_id_header(stack: Stack) -> None:

@@ -33,6 +33,7 @@ def test_two_workers_share_one_port(tmp_path: Path) -> None:
                     reply = client.chat.completions.create(
                         model="openai:gpt-4o-mini",
                         messages=[{"role": "user", "content": f"n{index}"}],
+                        user="cli",
                     )
                     assert reply.choices[0].message.content == f"echo: n{index}"
             assert _worker_pids(gateway, expected=2) == 2

@@ -30,7 +30,7 @@ from aiohttp import web
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import SseReply
-from tests.integration.conftest import MASTER_KEY
+from tests.integration.conftest import MASTER_KEY, create_key
 from tests.integration.gateway_process import GatewayProcess
 
 STREAM_INTERVAL = 0.2
@@ -98,6 +98,7 @@ class SlowStack:
     gateway: GatewayProcess
     openai_fake: ObservedOpenAI
     anthropic_fake: ObservedAnthropic
+    key: str
 
     @property
     def port(self) -> int:
@@ -139,7 +140,8 @@ def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowStack]:
         gateway = GatewayProcess(config, workdir)
         gateway.start()
         try:
-            yield SlowStack(gateway, oai, ant)
+            key = str(create_key(gateway.base_url, user_id="slow")["key"])
+            yield SlowStack(gateway, oai, ant, key)
         finally:
             gateway.stop()
 
@@ -153,13 +155,13 @@ def slow(slow_stack: SlowStack) -> SlowStack:
     return slow_stack
 
 
-async def _open_stream_then_hang_up(port: int, path: str, body: dict[str, Any]) -> bytes:
+async def _open_stream_then_hang_up(port: int, key: str, path: str, body: dict[str, Any]) -> bytes:
     """POST a streaming request on a raw socket, read the first event, close the socket."""
     payload = orjson.dumps(body)
     head = (
         f"POST {path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {MASTER_KEY}\r\n"
+        f"Authorization: Bearer {key}\r\n"
         "Content-Type: application/json\r\n"
         "Accept: text/event-stream\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
@@ -200,7 +202,7 @@ def _assert_gateway_healthy(stack: SlowStack) -> None:
         assert response.status == 200
         assert orjson.loads(response.read()) == {"status": "healthy"}
     with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{stack.port}/v1", api_key=MASTER_KEY, max_retries=0, timeout=20
+        base_url=f"http://127.0.0.1:{stack.port}/v1", api_key=stack.key, max_retries=0, timeout=20
     ) as client:
         reply = client.chat.completions.create(
             model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "still there"}]
@@ -212,7 +214,7 @@ async def _hang_up_and_check(
     stack: SlowStack, fake: _ObservedStreams, path: str, body: dict[str, Any]
 ) -> StreamRecord:
     started = time.monotonic()
-    received = await _open_stream_then_hang_up(stack.port, path, body)
+    received = await _open_stream_then_hang_up(stack.port, stack.key, path, body)
     assert b" 200 " in received.split(b"\r\n", 1)[0], received[:300]
     assert b"data:" in received
     record = await _wait_for_record(fake)
@@ -273,7 +275,7 @@ async def test_responses_client_disconnect_cancels_upstream(slow: SlowStack) -> 
 
 def test_sdk_closing_stream_early_cancels_upstream(slow: SlowStack) -> None:
     with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{slow.port}/v1", api_key=MASTER_KEY, max_retries=0, timeout=20
+        base_url=f"http://127.0.0.1:{slow.port}/v1", api_key=slow.key, max_retries=0, timeout=20
     ) as client:
         with client.chat.completions.create(
             model="openai:gpt-4o-mini",
@@ -295,7 +297,7 @@ def test_sdk_closing_stream_early_cancels_upstream(slow: SlowStack) -> None:
 def test_complete_stream_is_not_cut_short(slow: SlowStack) -> None:
     """Control: a client that reads to the end lets the upstream finish normally."""
     with anthropic.Anthropic(
-        base_url=f"http://127.0.0.1:{slow.port}", api_key=MASTER_KEY, max_retries=0, timeout=20
+        base_url=f"http://127.0.0.1:{slow.port}", api_key=slow.key, max_retries=0, timeout=20
     ) as client:
         message = client.messages.create(
             model="openai:gpt-4o-mini",
@@ -317,7 +319,7 @@ def test_stalled_upstream_stream_ends_with_timeout_error(slow: SlowStack) -> Non
     with (
         openai.OpenAI(
             base_url=f"http://127.0.0.1:{slow.port}/v1",
-            api_key=MASTER_KEY,
+            api_key=slow.key,
             max_retries=0,
             timeout=20,
         ) as client,

@@ -44,7 +44,7 @@ def test_messages_passthrough_non_stream(stack: Stack) -> None:
             max_tokens=50,
             system="be nice",
             messages=[{"role": "user", "content": "good morning"}],
-            metadata={"user_id": "u-1"},
+            metadata={"user_id": "tester"},
             extra_body={"temperature": 0.3, "top_k": 5},
         )
     assert message.type == "message"
@@ -64,7 +64,7 @@ def test_messages_passthrough_non_stream(stack: Stack) -> None:
     assert sent["max_tokens"] == 50
     assert sent["temperature"] == 0.3
     assert sent["top_k"] == 5
-    assert sent["metadata"] == {"user_id": "u-1"}
+    assert sent["metadata"] == {"user_id": "tester"}
     assert stack.openai_fake.requests == []
 
 

@@ -596,13 +596,13 @@ def test_chat_on_anthropic_stop_and_user(stack: Stack) -> None:
             model=ANTHROPIC_MODEL,
             messages=USER_Q,
             stop=["END", "STOP"],
-            user="user-42",
+            user="tester",
             max_completion_tokens=33,
             extra_body={"guardrails": [], "mcp_servers": [], "max_tool_iterations": 2},
         )
     sent = _anthropic_sent(stack)
     assert sent["stop_sequences"] == ["END", "STOP"]
-    assert sent["metadata"] == {"user_id": "user-42"}
+    assert sent["metadata"] == {"user_id": "tester"}
     assert sent["max_tokens"] == 33
     for field in ("guardrails", "mcp_servers", "max_tool_iterations", "stop", "user", "n"):
         assert field not in sent
@@ -649,7 +649,7 @@ def test_messages_on_openai_image_and_knobs(stack: Stack) -> None:
             model=OPENAI_MODEL,
             max_tokens=123,
             stop_sequences=["END"],
-            metadata={"user_id": "user-7"},
+            metadata={"user_id": "tester"},
             messages=[{"role": "user", "content": content}],
         )
     assert message.content[0].type == "text"
@@ -661,7 +661,7 @@ def test_messages_on_openai_image_and_knobs(stack: Stack) -> None:
     images = [p for p in user["content"] if p.get("type") == "image_url"]
     assert [p["image_url"]["url"] for p in images] == [f"data:image/png;base64,{PNG_BASE64}"]
     assert sent["stop"] == ["END"]
-    assert sent["user"] == "user-7"
+    assert sent["user"] == "tester"
     assert sent.get("max_tokens", sent.get("max_completion_tokens")) == 123
 
 
