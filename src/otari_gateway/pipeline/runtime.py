@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import anyio
 import anyio.abc
 
 from otari_gateway.billing.ledger import Ledger
@@ -18,6 +19,7 @@ from otari_gateway.control.pricing import load_price_rows
 from otari_gateway.limits import make_limiter
 from otari_gateway.pipeline.admission import Admission, Authenticator
 from otari_gateway.pipeline.bootstrap import master_key_digest
+from otari_gateway.pipeline.cache_bus import CacheBus
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.run import Pipeline
 from otari_gateway.pipeline.settle import Settler
@@ -48,6 +50,8 @@ class Runtime:
             {name: provider_type_of(name, p) for name, p in config.providers.items()},
             self.limiter,
         )
+        self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
+        self._bus_scope = anyio.CancelScope()
         self.pipeline = Pipeline(self.router, self.admission, Settler(self.writer, self.admission))
 
     async def _price_rows(self) -> list[PriceRow]:
@@ -60,22 +64,45 @@ class Runtime:
         for provider in self.providers.values():
             await provider.start()
         group.start_soon(self.writer.run)
+        if self._bus is not None:
+            group.start_soon(self._run_bus, self._bus)
+
+    async def _run_bus(self, bus: CacheBus) -> None:
+        with self._bus_scope:
+            await bus.run()
 
     async def stop(self) -> None:
         """Graceful shutdown: every queued usage row is written before the pools close."""
+        self._bus_scope.cancel()
         try:
             await self.writer.aclose()
         finally:
+            if self._bus is not None:
+                await self._bus.aclose()
             for provider in self.providers.values():
                 await provider.aclose()
             await self.limiter.aclose()
             await self.db.aclose()
 
+    def _drop(self, topic: str) -> None:
+        """Drop this process's caches for a topic (from a local write or the bus)."""
+        if topic == "keys":
+            self.authenticator.forget()
+        elif topic == "users":
+            self.admission.forget()
+        elif topic == "pricing":
+            self.prices.invalidate()
+
+    def _changed(self, topic: str) -> None:
+        self._drop(topic)
+        if self._bus is not None:
+            self._bus.publish(topic)
+
     def keys_changed(self) -> None:
-        self.authenticator.forget()
+        self._changed("keys")
 
     def users_changed(self) -> None:
-        self.admission.forget()
+        self._changed("users")
 
     def pricing_changed(self) -> None:
-        self.prices.invalidate()
+        self._changed("pricing")

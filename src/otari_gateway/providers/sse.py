@@ -22,6 +22,9 @@ class SSEEvent:
 
 def parse_event(raw: bytes) -> SSEEvent:
     """Read the ``event`` and ``data`` fields of one raw event block."""
+    if raw.startswith(b"data: ") and raw.find(b"\n", 6) == len(raw) - 2:
+        # The common shape (one data line, OpenAI-style): no line loop needed.
+        return SSEEvent(raw=raw, event="", data=raw[6:-2])
     name = ""
     data_lines: list[bytes] = []
     for line in raw.split(b"\n"):

@@ -1,12 +1,16 @@
-"""Rate limits through the real server: headers, 429 with Retry-After, and one limit shared
-by two gateway processes through Redis."""
+"""State shared through Redis by two gateway processes: one rate limit, and key revocation
+that takes effect on the other process at once (not after the cache lifetime); plus rate-limit
+headers and 429 with Retry-After through the real server."""
 
 from __future__ import annotations
 
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -79,6 +83,42 @@ def test_two_processes_share_one_limit_through_redis(tmp_path: Path) -> None:
                     except openai.RateLimitError:
                         pass
             assert allowed == 4
+        finally:
+            first.stop()
+            second.stop()
+
+
+def test_revocation_reaches_the_other_process_at_once(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        config = _config(fake, tmp_path, redis_url=REDIS_URL)
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = GatewayProcess(config, tmp_path / "a")
+        second = GatewayProcess(config, tmp_path / "b")
+        first.start()
+        second.start()
+        try:
+            created = create_key(first.base_url, user_id="revoked", master_key=MASTER)
+            key = str(created["key"])
+            with openai.OpenAI(
+                api_key=key, base_url=second.base_url + "/v1", max_retries=0
+            ) as client:
+                _ask(client)  # cached as valid on the second process
+                request = urllib.request.Request(
+                    f"{first.base_url}/v1/keys/{created['id']}",
+                    data=orjson.dumps({"is_active": False}),
+                    headers={
+                        "Authorization": f"Bearer {MASTER}",
+                        "Content-Type": "application/json",
+                    },
+                    method="PATCH",
+                )
+                with urllib.request.urlopen(request, timeout=10):
+                    pass
+                time.sleep(0.2)  # well under the 1 s cache lifetime
+                with pytest.raises(openai.AuthenticationError) as refused:
+                    _ask(client)
+            assert "inactive" in refused.value.message
         finally:
             first.stop()
             second.stop()
