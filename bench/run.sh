@@ -363,9 +363,10 @@ if [[ $PROFILE != 0 ]]; then
         STARTED+=("$PROFILE_WRK")
         sleep 1
         # Blocking sampling (py-spy pauses the process for each sample) gives whole stacks;
+        # --gil keeps only samples of the thread holding the GIL (idle driver threads drop out);
         # it slows the gateway, which is why this run is not one of the table's.
         if run_bg taskset -c 1 uv run --quiet --with py-spy py-spy record --pid "$server_pid" \
-            --duration "$secs" --rate "$PROFILE_RATE" --format raw \
+            --duration "$secs" --rate "$PROFILE_RATE" --format raw --gil \
             --output "$TMP/pyspy.txt" >"$TMP/pyspy.log" 2>&1; then
             py profile "$TMP/pyspy.txt" --top 10 --rate "$PROFILE_RATE" >"$PROFILE_MD"
         else

@@ -75,6 +75,8 @@ class UsageRecord:
 
 _users = cast(Table, User.__table__)
 _keys = cast(Table, ApiKey.__table__)
+# Core, not ORM, inserts: the ORM's per-row bookkeeping is pure cost for append-only rows.
+_INSERT_ROWS = insert(cast(Table, UsageLog.__table__))
 _SETTLE_USER = (
     update(_users)
     .where(_users.c.user_id == bindparam("b_user"))
@@ -200,8 +202,8 @@ async def _write_rows(
 ) -> None:
     user_params, key_params = _totals(batch)
     async with db.session() as session:
-        await session.execute(insert(UsageLog), rows)
         connection = await session.connection()
+        await connection.execute(_INSERT_ROWS, rows)
         if user_params:
             await connection.execute(_SETTLE_USER, user_params)
         if key_params:
