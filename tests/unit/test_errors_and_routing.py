@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from otari_gateway.config import ConfigError, ProviderConfig
 from otari_gateway.control.keys import hash_key
 from otari_gateway.errors import ALL_ERRORS, ANTHROPIC_TYPE_BY_STATUS, GatewayError
 from otari_gateway.pipeline.admission import MISSING_CREDENTIAL, Authenticator, presented_token
+from otari_gateway.pipeline.cache import TTLCache
 from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_body
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.providers.http import map_status, redact
@@ -135,3 +137,32 @@ def test_sse_splitter_handles_split_chunks_crlf_and_comments() -> None:
     assert events[0].raw == b'event: a\ndata: {"x": 1}\n\n'
     assert splitter.feed(b"data: tail") == []
     assert [e.data for e in splitter.flush()] == [b"tail"]
+
+
+async def test_ttl_cache_single_flight_and_clear_during_load() -> None:
+    now = [0.0]
+    cache: TTLCache[str] = TTLCache(1.0, clock=lambda: now[0])
+    loads = 0
+    gate = anyio.Event()
+
+    async def load(key: str) -> str:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return f"v{loads}"
+
+    results: list[str | None] = []
+
+    async def reader() -> None:
+        results.append(await cache.get("k", load))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(20):
+            group.start_soon(reader)
+        await anyio.sleep(0.01)
+        gate.set()
+    assert loads == 1 and results == ["v1"] * 20
+    now[0] = 2.0  # expired
+    assert await cache.get("k", load) == "v2"
+    cache.clear()
+    assert await cache.get("k", load) == "v3"

@@ -138,7 +138,11 @@ class UsageWriter:
         return self._send.statistics().current_buffer_used
 
     async def submit(self, record: UsageRecord) -> None:
-        await self._send.send(record)
+        try:
+            self._send.send_nowait(record)
+        except anyio.WouldBlock:
+            # The database is behind: wait for room rather than grow without bound.
+            await self._send.send(record)
 
     async def run(self) -> None:
         """The writer loop; returns once ``aclose`` was called and everything is written."""

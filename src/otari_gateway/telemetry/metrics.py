@@ -39,14 +39,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 from otari_gateway.usage import Usage
 
@@ -116,6 +118,19 @@ def _bind(base: type[M], value_class: Any) -> type[M]:
     return cast("type[M]", type(base.__name__, (base,), {"_metric_init": _metric_init}))
 
 
+class _WithoutCreated:
+    """The registry's samples minus the ``*_created`` ones, which the text format exposes
+    as one extra series per label set (and multiprocess mode never has)."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self._source.collect():  # fresh Metric objects on every collect
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
 class _Series:
     """Every child one (surface, provider, model, status) touches, resolved once."""
 
@@ -156,6 +171,11 @@ class Metrics:
     ) -> None:
         self.multiprocess_dir = os.environ.get(MULTIPROC_DIR_ENV) or None
         multiprocess = self.multiprocess_dir is not None
+        if self.multiprocess_dir is not None and not os.path.isdir(self.multiprocess_dir):
+            raise ValueError(
+                f"{MULTIPROC_DIR_ENV}={self.multiprocess_dir!r} is not a directory: create an "
+                "empty one for this deployment, or unset the variable"
+            )
         value_class = _value_class(multiprocess, process_identifier)
         self._process_identifier = process_identifier
         self._max_models = max_models
@@ -215,7 +235,7 @@ class Metrics:
         )
         self._budget = {scope: self.budget_refusals.labels(scope) for scope in BUDGET_SCOPES}
         self._rate = {scope: self.rate_limit_hits.labels(scope) for scope in RATE_LIMIT_SCOPES}
-        self._exposed = registry
+        self._exposed: Collector = _WithoutCreated(registry)
         if self.multiprocess_dir is not None:
             # Every worker's files, this one's included; the registry above only writes.
             self._exposed = CollectorRegistry(auto_describe=True)

@@ -1,0 +1,578 @@
+"""Usage rows through the real gateway: one row per request, exact tokens, exact money.
+
+Every request on every surface (chat, messages, responses, embeddings; JSON and streams,
+passthrough and translated) must leave exactly one ``/v1/usage`` row carrying the fake
+upstream's token counts, the bare upstream model, the instance name (aliases resolved) and
+a cost equal to price × tokens; the cost must be in the user's ``spend`` once the row is
+readable. Streams settle before their terminal event, so a client that hangs up at ``[DONE]``
+is billed within a second; an upstream failure is recorded at no cost with the hold released;
+a client that leaves mid-stream is billed at least for its input.
+
+Prices: the shared stack prices these models through genai-prices (no managed rows), so the
+expected cost comes from ``GET /v1/pricing/{model_key}`` when a managed row exists and from
+genai-prices otherwise. The mid-stream disconnect runs on its own gateway with slow fakes and
+explicit config prices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from genai_prices import Usage as GenaiUsage
+from genai_prices import calc_price
+
+from tests.fakes.anthropic_upstream import FakeAnthropic
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.conftest import MASTER_KEY, Stack, create_key
+from tests.integration.gateway_process import GatewayProcess
+
+REQUEST_ID = "x-otari-request-id"
+MICRO = Decimal("0.000001")
+ROW_WITHIN = 2.0  # rows are batched; the contract says readable within 1 s, polled up to 2 s
+SETTLE_WITHIN = 1.0
+# 30 words: the fakes count words, so prompt 30 and completion 31 ("echo:" + 30 words).
+WORDS = " ".join(f"w{i}" for i in range(30))
+PROMPT, COMPLETION = 30, 31
+# Embeddings are cheap ($0.02 / M): enough words for a cost above a micro-dollar.
+EMBED_WORDS = " ".join(f"e{i}" for i in range(200))
+PROVIDER_TYPES = {"openai": "openai", "anthropic": "anthropic"}
+
+
+# --------------------------------------------------------------------------- HTTP helpers
+
+
+def _call(
+    base_url: str, method: str, path: str, body: Any = None, *, key: str = MASTER_KEY
+) -> Any:
+    request = urllib.request.Request(
+        base_url + path,
+        data=None if body is None else orjson.dumps(body),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method=method,
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        payload = response.read()
+    return orjson.loads(payload) if payload else None
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _rows(base_url: str, user_id: str) -> list[dict[str, Any]]:
+    """Every usage row of the user (all pages)."""
+    rows: list[dict[str, Any]] = []
+    skip = 0
+    while True:
+        query = urllib.parse.urlencode({"user_id": user_id, "skip": skip, "limit": 1000})
+        page = _call(base_url, "GET", f"/v1/usage?{query}")
+        rows.extend(page)
+        if len(page) < 1000:
+            return rows
+        skip += len(page)
+
+
+def _user(base_url: str, user_id: str) -> dict[str, Any]:
+    user: dict[str, Any] = _call(base_url, "GET", f"/v1/users/{user_id}")
+    return user
+
+
+def _wait_row(
+    base_url: str, user_id: str, request_id: str, within: float = ROW_WITHIN
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The row whose id is the request's id (polled), and all the user's rows then."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = _rows(base_url, user_id)
+        mine = [row for row in rows if row["id"] == request_id]
+        if mine:
+            assert len(mine) == 1, mine
+            return mine[0], rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no usage row for request {request_id} within {within} s")
+        time.sleep(0.05)
+
+
+def _wait_user(
+    base_url: str, user_id: str, done: Callable[[dict[str, Any]], bool], within: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        user = _user(base_url, user_id)
+        if done(user) or time.monotonic() > deadline:
+            return user
+        time.sleep(0.05)
+
+
+def _expected_cost(stack: Stack, row: dict[str, Any]) -> Decimal:
+    """price × tokens: a managed price when one exists, else genai-prices' rates."""
+    instance, model = row["provider"], row["model"]
+    prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+    cache_read, cache_write = row["cache_read_tokens"], row["cache_write_tokens"]
+    try:
+        price = _call(stack.base_url, "GET", f"/v1/pricing/{instance}:{model}", key=stack.api_key)
+    except urllib.error.HTTPError as error:
+        error.close()
+        assert error.code == 404
+        found = calc_price(
+            GenaiUsage(
+                input_tokens=prompt,
+                output_tokens=completion,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+            ),
+            model_ref=model,
+            provider_id=PROVIDER_TYPES[instance],
+        )
+        return Decimal(found.total_price).quantize(MICRO, rounding=ROUND_HALF_EVEN)
+
+    def rate(name: str, fallback: str | None = None) -> Decimal:
+        value = price.get(name)
+        if value is None and fallback is not None:
+            value = price.get(fallback)
+        return Decimal(0) if value is None else _money(value)
+
+    uncached = prompt - cache_read - cache_write
+    total = (
+        uncached * rate("input_price_per_million")
+        + cache_read * rate("cache_read_price_per_million", "input_price_per_million")
+        + cache_write * rate("cache_write_price_per_million", "input_price_per_million")
+        + completion * rate("output_price_per_million")
+    ) / Decimal(1_000_000) + rate("price_per_request")
+    return total.quantize(MICRO, rounding=ROUND_HALF_EVEN)
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+@dataclass(frozen=True)
+class Expected:
+    request_id: str
+    model: str
+    provider: str
+    endpoint: str
+    prompt_tokens: int
+    completion_tokens: int
+    cache_read_tokens: int = 0
+
+
+def _chat_non_stream(stack: Stack) -> Expected:
+    with stack.openai_client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="fast", messages=[{"role": "user", "content": WORDS}]
+        )
+        reply = raw.parse()
+    assert reply.choices[0].message.content == "echo: " + WORDS
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (PROMPT, COMPLETION)
+    return Expected(raw.headers[REQUEST_ID], "gpt-4o-mini", "openai", "chat", PROMPT, COMPLETION)
+
+
+def _chat_stream_without_usage(stack: Stack) -> Expected:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.with_streaming_response.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": WORDS}], stream=True
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        chunks = list(response.parse())
+    assert chunks
+    assert all(chunk.usage is None for chunk in chunks), "client did not ask for usage"
+    assert all(chunk.choices for chunk in chunks), "the upstream's usage chunk must be dropped"
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks)
+    assert text == "echo: " + WORDS
+    return Expected(request_id, "gpt-4o-mini", "openai", "chat", PROMPT, COMPLETION)
+
+
+def _chat_stream_with_usage(stack: Stack) -> Expected:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.with_streaming_response.create(
+            model="openai:gpt-4o",
+            messages=[{"role": "user", "content": WORDS}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        chunks = list(response.parse())
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    assert (usage.prompt_tokens, usage.completion_tokens) == (PROMPT, COMPLETION)
+    return Expected(request_id, "gpt-4o", "openai", "chat", PROMPT, COMPLETION)
+
+
+def _messages_non_stream_cached(stack: Stack) -> Expected:
+    # A cache_control system block: the fake reports cache_read_input_tokens = 3 on top of
+    # input_tokens (the words of system + messages: 2 + 30).
+    system: Any = [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]
+    with stack.anthropic_client() as client:
+        raw = client.messages.with_raw_response.create(
+            model="claude",
+            max_tokens=100,
+            system=system,
+            messages=[{"role": "user", "content": WORDS}],
+        )
+        message = raw.parse()
+    assert message.usage.input_tokens == PROMPT + 2
+    assert message.usage.cache_read_input_tokens == 3
+    # Anthropic's input_tokens excludes cache reads; the row's prompt_tokens includes them.
+    return Expected(
+        raw.headers[REQUEST_ID],
+        "claude-sonnet-4-5",
+        "anthropic",
+        "messages",
+        PROMPT + 2 + 3,
+        COMPLETION,
+        cache_read_tokens=3,
+    )
+
+
+def _messages_stream(stack: Stack) -> Expected:
+    with (
+        stack.anthropic_client() as client,
+        client.messages.with_streaming_response.create(
+            model="anthropic:claude-sonnet-4-5",
+            max_tokens=100,
+            messages=[{"role": "user", "content": WORDS}],
+            stream=True,
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        events = list(response.parse())
+    assert events[0].type == "message_start" and events[-1].type == "message_stop"
+    return Expected(request_id, "claude-sonnet-4-5", "anthropic", "messages", PROMPT, COMPLETION)
+
+
+def _chat_stream_translated_to_anthropic(stack: Stack) -> Expected:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.with_streaming_response.create(
+            model="anthropic:claude-sonnet-4-5",
+            messages=[{"role": "user", "content": WORDS}],
+            stream=True,
+            stream_options={"include_usage": True},
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        chunks = list(response.parse())
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+    assert text == "echo: " + WORDS
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens) == (PROMPT, COMPLETION)
+    return Expected(request_id, "claude-sonnet-4-5", "anthropic", "chat", PROMPT, COMPLETION)
+
+
+def _messages_stream_translated_to_openai(stack: Stack) -> Expected:
+    with (
+        stack.anthropic_client() as client,
+        client.messages.with_streaming_response.create(
+            model="openai:gpt-4o",
+            max_tokens=100,
+            messages=[{"role": "user", "content": WORDS}],
+            stream=True,
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        events = list(response.parse())
+    assert events[-1].type == "message_stop"
+    deltas = [event for event in events if event.type == "message_delta"]
+    assert len(deltas) == 1
+    assert deltas[0].usage.output_tokens == COMPLETION
+    assert deltas[0].usage.input_tokens == PROMPT
+    return Expected(request_id, "gpt-4o", "openai", "messages", PROMPT, COMPLETION)
+
+
+def _responses_stream(stack: Stack) -> Expected:
+    with (
+        stack.openai_client() as client,
+        client.responses.with_streaming_response.create(
+            model="openai:gpt-4o-mini", input=WORDS, stream=True
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        events = list(response.parse())
+    assert events[-1].type == "response.completed"
+    usage = events[-1].response.usage  # type: ignore[union-attr]
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens) == (PROMPT, COMPLETION)
+    return Expected(request_id, "gpt-4o-mini", "openai", "responses", PROMPT, COMPLETION)
+
+
+def _embeddings(stack: Stack) -> Expected:
+    with stack.openai_client() as client:
+        raw = client.embeddings.with_raw_response.create(
+            model="openai:text-embedding-3-small", input=EMBED_WORDS
+        )
+        result = raw.parse()
+    assert result.usage.prompt_tokens == 200
+    return Expected(
+        raw.headers[REQUEST_ID], "text-embedding-3-small", "openai", "embeddings", 200, 0
+    )
+
+
+CASES: dict[str, Callable[[Stack], Expected]] = {
+    "chat": _chat_non_stream,
+    "chat-stream-without-usage": _chat_stream_without_usage,
+    "chat-stream-with-usage": _chat_stream_with_usage,
+    "messages": _messages_non_stream_cached,
+    "messages-stream": _messages_stream,
+    "chat-stream-to-anthropic": _chat_stream_translated_to_anthropic,
+    "messages-stream-to-openai": _messages_stream_translated_to_openai,
+    "responses-stream": _responses_stream,
+    "embeddings": _embeddings,
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_one_exact_row_per_request(stack: Stack, case: str) -> None:
+    before = _user(stack.base_url, "tester")
+    ids_before = {row["id"] for row in _rows(stack.base_url, "tester")}
+    expected = CASES[case](stack)
+    row, rows = _wait_row(stack.base_url, "tester", expected.request_id)
+    assert {r["id"] for r in rows} - ids_before == {expected.request_id}, "one row per request"
+    assert row["user_id"] == "tester"
+    assert row["model"] == expected.model
+    assert row["provider"] == expected.provider
+    assert row["endpoint"] == expected.endpoint
+    assert (row["status"], row["status_code"], row["error_message"]) == ("success", 200, None)
+    assert row["latency_ms"] >= 0
+    assert row["prompt_tokens"] == expected.prompt_tokens
+    assert row["completion_tokens"] == expected.completion_tokens
+    assert row["total_tokens"] == expected.prompt_tokens + expected.completion_tokens
+    assert row["cache_read_tokens"] == expected.cache_read_tokens
+    assert row["cache_write_tokens"] == 0
+    cost = _money(row["cost"])
+    assert cost > 0
+    assert cost == _expected_cost(stack, row)
+    after = _user(stack.base_url, "tester")
+    assert _money(after["spend"]) - _money(before["spend"]) == cost
+    assert _money(after["reserved"]) == 0
+
+
+def test_stream_is_settled_before_done(stack: Stack) -> None:
+    """The official SDK stops reading at ``[DONE]``: by then the request must be settled,
+    so the spend and the row are visible within a second of it."""
+    spend_before = _money(_user(stack.base_url, "tester")["spend"])
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.with_streaming_response.create(
+            model="openai:gpt-4o", messages=[{"role": "user", "content": WORDS}], stream=True
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        text = "".join(
+            chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
+        )
+        done_at = time.monotonic()
+    assert text == "echo: " + WORDS
+    user = _wait_user(
+        stack.base_url,
+        "tester",
+        lambda u: _money(u["spend"]) > spend_before,
+        SETTLE_WITHIN,
+    )
+    spend_seen_after = time.monotonic() - done_at
+    row, _ = _wait_row(stack.base_url, "tester", request_id, within=SETTLE_WITHIN)
+    row_seen_after = time.monotonic() - done_at
+    assert spend_seen_after <= SETTLE_WITHIN, f"spend moved {spend_seen_after:.2f} s after [DONE]"
+    assert row_seen_after <= SETTLE_WITHIN, f"row readable {row_seen_after:.2f} s after [DONE]"
+    assert row["status"] == "success"
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (PROMPT, COMPLETION)
+    assert _money(user["spend"]) - spend_before == _money(row["cost"]) > 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_upstream_error_row_costs_nothing_and_releases_the_hold(
+    stack: Stack, stream: bool
+) -> None:
+    spend_before = _money(_user(stack.base_url, "tester")["spend"])
+    stack.openai_fake.fail_next(500)
+    with stack.openai_client() as client, pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="openai:gpt-4o-mini",
+            messages=[{"role": "user", "content": WORDS}],
+            stream=stream,
+        )
+    assert caught.value.status_code == 502
+    request_id = caught.value.response.headers[REQUEST_ID]
+    row, rows = _wait_row(stack.base_url, "tester", request_id)
+    assert (row["status"], row["status_code"]) == ("error", 502)
+    assert row["error_message"]
+    assert (row["model"], row["provider"], row["endpoint"]) == ("gpt-4o-mini", "openai", "chat")
+    assert _money(row["cost"]) == 0
+    assert row["latency_ms"] >= 0
+    assert len([r for r in rows if r["id"] == request_id]) == 1
+    user = _wait_user(stack.base_url, "tester", lambda u: _money(u["reserved"]) == 0, 1.0)
+    assert _money(user["reserved"]) == 0, "the failed request's hold was not released"
+    assert _money(user["spend"]) == spend_before
+
+
+# --------------------------------------------------------------------------- disconnect
+
+STREAM_INTERVAL = 0.2
+LONG_PROMPT = " ".join(f"word{i}" for i in range(40))
+INPUT_PRICE, OUTPUT_PRICE = Decimal(1), Decimal(2)  # USD per token (× 1,000,000 per million)
+
+
+@dataclass
+class SlowGateway:
+    process: GatewayProcess
+    key: str
+
+    @property
+    def base_url(self) -> str:
+        return self.process.base_url
+
+
+@pytest.fixture(scope="module")
+def slow_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowGateway]:
+    prices = {
+        "input_price_per_million": int(INPUT_PRICE * 1_000_000),
+        "output_price_per_million": int(OUTPUT_PRICE * 1_000_000),
+    }
+    with (
+        FakeOpenAI(stream_interval=STREAM_INTERVAL) as oai,
+        FakeAnthropic(stream_interval=STREAM_INTERVAL) as ant,
+    ):
+        config: dict[str, Any] = {
+            "master_key": MASTER_KEY,
+            "providers": {
+                "openai": {"api_key": oai.api_key, "api_base": oai.base_url + "/v1"},
+                "anthropic": {"api_key": ant.api_key, "api_base": ant.base_url},
+            },
+            "pricing": {"openai:gpt-4o-mini": prices, "anthropic:claude-sonnet-4-5": prices},
+        }
+        workdir: Path = tmp_path_factory.mktemp("usage-rows-slow")
+        gateway = GatewayProcess(config, workdir)
+        gateway.start()
+        try:
+            key = str(create_key(gateway.base_url, user_id="leaver")["key"])
+            yield SlowGateway(gateway, key)
+        finally:
+            gateway.stop()
+
+
+async def _read_one_event_then_hang_up(
+    port: int, key: str, path: str, body: dict[str, Any]
+) -> bytes:
+    payload = orjson.dumps(body)
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\n"
+        "Accept: text/event-stream\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(head + payload)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while b"data:" not in received or not received.rstrip(b"\r\n").endswith(b"}"):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received += chunk
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return received
+
+
+def _request_id_of(received: bytes) -> str:
+    head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status_line, *lines = head.split("\r\n")
+    assert " 200 " in status_line + " ", received[:300]
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == REQUEST_ID:
+            return value.strip()
+    raise AssertionError(f"no {REQUEST_ID} header in {head!r}")
+
+
+DISCONNECTS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "chat": (
+        "/v1/chat/completions",
+        {
+            "model": "openai:gpt-4o-mini",
+            "messages": [{"role": "user", "content": LONG_PROMPT}],
+            "stream": True,
+        },
+        "gpt-4o-mini",
+        "openai",
+    ),
+    "messages": (
+        "/v1/messages",
+        {
+            "model": "anthropic:claude-sonnet-4-5",
+            "max_tokens": 200,
+            "messages": [{"role": "user", "content": LONG_PROMPT}],
+            "stream": True,
+        },
+        "claude-sonnet-4-5",
+        "anthropic",
+    ),
+}
+
+
+@pytest.mark.parametrize("surface", list(DISCONNECTS))
+def test_client_gone_mid_stream_is_billed_for_its_input(
+    slow_gateway: SlowGateway, surface: str
+) -> None:
+    path, body, model, provider = DISCONNECTS[surface]
+    received = asyncio.run(
+        _read_one_event_then_hang_up(slow_gateway.process.port, slow_gateway.key, path, body)
+    )
+    assert b"data:" in received
+    request_id = _request_id_of(received)
+    row, rows = _wait_row(slow_gateway.base_url, "leaver", request_id)
+    assert (row["status"], row["status_code"]) == ("error", 499)
+    assert (row["model"], row["provider"]) == (model, provider)
+    assert row["prompt_tokens"] > 0, "a client that leaves is billed at least for its input"
+    assert row["total_tokens"] == row["prompt_tokens"] + row["completion_tokens"]
+    cost = _money(row["cost"])
+    assert cost > 0
+    assert cost == row["prompt_tokens"] * INPUT_PRICE + row["completion_tokens"] * OUTPUT_PRICE
+    assert len([r for r in rows if r["id"] == request_id]) == 1
+    user = _wait_user(slow_gateway.base_url, "leaver", lambda u: _money(u["reserved"]) == 0, 1.0)
+    assert _money(user["reserved"]) == 0, "the hold of a client that left was not released"
+    assert _money(user["spend"]) == sum((_money(r["cost"]) for r in rows), Decimal(0))
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_spend_equals_the_sum_of_the_users_rows(stack: Stack) -> None:
+    """After everything above (successes, failures): spend == Σ cost, nothing held."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        user = _user(stack.base_url, "tester")
+        rows = _rows(stack.base_url, "tester")
+        total = sum((_money(row["cost"]) for row in rows), Decimal(0))
+        settled = _money(user["reserved"]) == 0 and _money(user["spend"]) == total
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert rows
+    assert len({row["id"] for row in rows}) == len(rows)
+    assert _money(user["reserved"]) == 0
+    assert _money(user["spend"]) == total
