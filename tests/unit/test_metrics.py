@@ -253,6 +253,7 @@ def test_exposition_is_the_prometheus_text_format() -> None:
     text = body.decode()
     assert "# HELP otari_requests_total " in text
     assert "# TYPE otari_request_duration_seconds histogram" in text
+    assert "_created" not in text  # one extra series per label set, for nothing
     types = {family.name: family.type for family in text_string_to_metric_families(text)}
     assert types == {
         "otari_requests": "counter",
@@ -319,6 +320,16 @@ def test_multiprocess_sums_every_worker(multiproc_dir: Path) -> None:
         assert value(samples, "otari_cost_usd_total", **tokens) == pytest.approx(0.75)
         assert value(samples, "otari_budget_refusals_total", scope="user") == 2
         assert value(samples, "otari_rate_limit_hits_total", scope="key") == 1
+    families = {family.name for family in text_string_to_metric_families(one.render()[0].decode())}
+    assert families == {family.name for family in text_string_to_metric_families(_single())}
+
+
+def _single() -> str:
+    """The exposition of a single-process Metrics after the same kinds of events."""
+    os.environ.pop(MULTIPROC_DIR_ENV)
+    metrics = Metrics()
+    observe(metrics)
+    return metrics.render()[0].decode()
 
 
 def test_multiprocess_queue_depth_is_a_live_sum(multiproc_dir: Path) -> None:
@@ -351,12 +362,13 @@ def test_multiprocess_mode_does_not_leak_into_other_metrics(multiproc_dir: Path)
     saved = values.ValueClass
     observe(Metrics(process_identifier=lambda: 104))
     assert values.ValueClass is saved
+    files = sorted(os.listdir(multiproc_dir))
     os.environ.pop(MULTIPROC_DIR_ENV)
     single = Metrics()
     assert single.multiprocess_dir is None
-    observe(single)
-    assert value(scrape(single), "otari_requests_total", **REQUEST) == 1
-    assert not any(name.endswith("_0.db") for name in os.listdir(multiproc_dir))
+    observe(single, model="single-only")
+    assert value(scrape(single), "otari_requests_total", **REQUEST) is None
+    assert sorted(os.listdir(multiproc_dir)) == files
 
 
 WORKER = """

@@ -77,7 +77,7 @@ class Pipeline:
             if request.stream:
                 return await self._open_stream(request, target, admitted, exchange, body)
             reply = await target.provider.send(
-                exchange.operation, body, dict(request.forward_headers)
+                exchange.operation, body, dict(request.forward_headers) or None
             )
             content, usage = exchange.client_reply(request, reply)
         except GatewayError as exc:
@@ -109,7 +109,7 @@ class Pipeline:
         stack = AsyncExitStack()
         # Entered before the response starts, so a refusal keeps its real status code.
         chunks = await stack.enter_async_context(
-            target.provider.stream(exchange.operation, body, dict(request.forward_headers))
+            target.provider.stream(exchange.operation, body, dict(request.forward_headers) or None)
         )
         return StreamResult(
             self._relay(request, target, admitted, processor, chunks, stack),

@@ -87,8 +87,13 @@ class HttpUpstream:
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
+            # No cookie jar: upstream APIs are stateless, and the default jar filters and
+            # stores cookies on every request.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=self._headers
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def aclose(self) -> None:
