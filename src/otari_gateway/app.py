@@ -19,6 +19,7 @@ from otari_gateway.api.errors import EXCEPTION_HANDLERS
 from otari_gateway.api.generation import generation_routes
 from otari_gateway.api.health import health_router
 from otari_gateway.api.keys import keys_router
+from otari_gateway.api.metrics import metrics_router
 from otari_gateway.api.models import models_router
 from otari_gateway.api.openapi import merge_generation_paths
 from otari_gateway.api.pricing import pricing_router
@@ -34,13 +35,15 @@ from otari_gateway.control.users import UserService
 from otari_gateway.pipeline.runtime import Runtime
 from otari_gateway.process import settle_heap
 from otari_gateway.telemetry.logging import configure_logging
+from otari_gateway.telemetry.metrics import Metrics
 
 CONFIG_PATH_ENV = "OTARI_CONFIG"
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> FastAPI:
     configure_logging(config.log_level)
-    runtime = Runtime(config, os.environ if environ is None else environ)
+    metrics = Metrics() if config.enable_metrics else None
+    runtime = Runtime(config, os.environ if environ is None else environ, metrics)
     services = Services(
         config=config,
         authenticator=runtime.authenticator,
@@ -59,6 +62,8 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
                 yield
             finally:
                 await runtime.stop()
+                if metrics is not None:
+                    metrics.close()
 
     app = FastAPI(
         title="Otari gateway",
@@ -83,6 +88,9 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
     app.include_router(usage_router(UsageService(db), master))
     app.include_router(models_router(services))
     app.include_router(health_router(runtime.db))
+    if metrics is not None:
+        metrics.set_queue_depth_source(lambda: runtime.writer.pending)
+        app.include_router(metrics_router(metrics))
     if config.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -49,6 +49,7 @@ def gateway_config(
     return {
         "master_key": MASTER_KEY,
         "max_request_body_bytes": BODY_LIMIT,
+        "enable_metrics": True,
         "providers": {
             "openai": {
                 "api_key": openai_fake.api_key,

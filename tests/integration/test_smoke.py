@@ -7,6 +7,7 @@ import urllib.request
 from decimal import Decimal
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import MASTER_KEY, Stack
 
@@ -126,3 +127,23 @@ def test_usage_row_and_spend_follow_a_request(stack: Stack) -> None:
     total = sum(Decimal(str(r["cost"])) for r in all_rows)
     assert Decimal(str(user["spend"])) == total
     assert Decimal(str(user["reserved"])) == 0
+
+
+def test_metrics_count_requests_tokens_and_cost(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        client.chat.completions.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": "metered call"}]
+        )
+    with urllib.request.urlopen(stack.base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    requests = [
+        sample
+        for sample in families["otari_requests"].samples
+        if sample.labels.get("surface") == "chat" and sample.labels.get("status") == "200"
+    ]
+    assert sum(sample.value for sample in requests) >= 1
+    assert "otari_request_duration_seconds" in families
+    assert any(s.value > 0 for s in families["otari_tokens"].samples)
+    assert any(s.value > 0 for s in families["otari_cost_usd"].samples)
+    assert "otari_usage_writer_queue_depth" in families

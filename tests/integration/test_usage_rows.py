@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -49,14 +50,18 @@ PROMPT, COMPLETION = 30, 31
 # Embeddings are cheap ($0.02 / M): enough words for a cost above a micro-dollar.
 EMBED_WORDS = " ".join(f"e{i}" for i in range(200))
 PROVIDER_TYPES = {"openai": "openai", "anthropic": "anthropic"}
+# Start-up is mostly imports; with PYTHONDONTWRITEBYTECODE set in the environment, the
+# gateway compiles every module again. Bytecode cached outside the repository halves that.
+FAST_IMPORTS = {
+    "PYTHONDONTWRITEBYTECODE": "",
+    "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "otari-test-pycache"),
+}
 
 
 # --------------------------------------------------------------------------- HTTP helpers
 
 
-def _call(
-    base_url: str, method: str, path: str, body: Any = None, *, key: str = MASTER_KEY
-) -> Any:
+def _call(base_url: str, method: str, path: str, body: Any = None, *, key: str = MASTER_KEY) -> Any:
     request = urllib.request.Request(
         base_url + path,
         data=None if body is None else orjson.dumps(body),
@@ -117,16 +122,30 @@ def _wait_user(
         time.sleep(0.05)
 
 
+def _managed_price(stack: Stack, model_key: str) -> dict[str, Any] | None:
+    """``GET /v1/pricing/{model_key}`` with the caller's key; None on 404."""
+    status = 0
+    try:
+        price: dict[str, Any] = _call(
+            stack.base_url, "GET", f"/v1/pricing/{model_key}", key=stack.api_key
+        )
+    except urllib.error.HTTPError as error:
+        status = error.code
+        error.close()
+    else:
+        return price
+    assert status == 404, f"GET /v1/pricing/{model_key}: {status}"
+    return None
+
+
 def _expected_cost(stack: Stack, row: dict[str, Any]) -> Decimal:
-    """price × tokens: a managed price when one exists, else genai-prices' rates."""
+    """price × tokens: a managed price when one exists, else genai-prices' rates (the
+    gateway's fallback for models priced neither by rows nor by the config)."""
     instance, model = row["provider"], row["model"]
     prompt, completion = row["prompt_tokens"], row["completion_tokens"]
     cache_read, cache_write = row["cache_read_tokens"], row["cache_write_tokens"]
-    try:
-        price = _call(stack.base_url, "GET", f"/v1/pricing/{instance}:{model}", key=stack.api_key)
-    except urllib.error.HTTPError as error:
-        error.close()
-        assert error.code == 404
+    price = _managed_price(stack, f"{instance}:{model}")
+    if price is None:
         found = calc_price(
             GenaiUsage(
                 input_tokens=prompt,
@@ -139,14 +158,16 @@ def _expected_cost(stack: Stack, row: dict[str, Any]) -> Decimal:
         )
         return Decimal(found.total_price).quantize(MICRO, rounding=ROUND_HALF_EVEN)
 
+    managed: dict[str, Any] = price
+
     def rate(name: str, fallback: str | None = None) -> Decimal:
-        value = price.get(name)
+        value = managed.get(name)
         if value is None and fallback is not None:
-            value = price.get(fallback)
+            value = managed.get(fallback)
         return Decimal(0) if value is None else _money(value)
 
     uncached = prompt - cache_read - cache_write
-    total = (
+    total: Decimal = (
         uncached * rate("input_price_per_million")
         + cache_read * rate("cache_read_price_per_million", "input_price_per_million")
         + cache_write * rate("cache_write_price_per_million", "input_price_per_million")
@@ -308,7 +329,7 @@ def _responses_stream(stack: Stack) -> Expected:
         request_id = response.headers[REQUEST_ID]
         events = list(response.parse())
     assert events[-1].type == "response.completed"
-    usage = events[-1].response.usage  # type: ignore[union-attr]
+    usage = events[-1].response.usage
     assert usage is not None
     assert (usage.input_tokens, usage.output_tokens) == (PROMPT, COMPLETION)
     return Expected(request_id, "gpt-4o-mini", "openai", "responses", PROMPT, COMPLETION)
@@ -398,9 +419,7 @@ def test_stream_is_settled_before_done(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_upstream_error_row_costs_nothing_and_releases_the_hold(
-    stack: Stack, stream: bool
-) -> None:
+def test_upstream_error_row_costs_nothing_and_releases_the_hold(stack: Stack, stream: bool) -> None:
     spend_before = _money(_user(stack.base_url, "tester")["spend"])
     stack.openai_fake.fail_next(500)
     with stack.openai_client() as client, pytest.raises(openai.APIStatusError) as caught:
@@ -459,7 +478,7 @@ def slow_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowGatew
             "pricing": {"openai:gpt-4o-mini": prices, "anthropic:claude-sonnet-4-5": prices},
         }
         workdir: Path = tmp_path_factory.mktemp("usage-rows-slow")
-        gateway = GatewayProcess(config, workdir)
+        gateway = GatewayProcess(config, workdir, env=FAST_IMPORTS)
         gateway.start()
         try:
             key = str(create_key(gateway.base_url, user_id="leaver")["key"])

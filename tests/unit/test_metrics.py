@@ -294,7 +294,9 @@ def two_workers() -> tuple[Metrics, Metrics]:
     return Metrics(process_identifier=lambda: 101), Metrics(process_identifier=lambda: 102)
 
 
-def test_multiprocess_sums_every_worker(multiproc_dir: Path) -> None:
+def test_multiprocess_sums_every_worker(
+    multiproc_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one, two = two_workers()
     assert one.multiprocess_dir == str(multiproc_dir)
     observe(one, seconds=0.2, cost=Decimal("0.5"))
@@ -320,16 +322,14 @@ def test_multiprocess_sums_every_worker(multiproc_dir: Path) -> None:
         assert value(samples, "otari_cost_usd_total", **tokens) == pytest.approx(0.75)
         assert value(samples, "otari_budget_refusals_total", scope="user") == 2
         assert value(samples, "otari_rate_limit_hits_total", scope="key") == 1
-    families = {family.name for family in text_string_to_metric_families(one.render()[0].decode())}
-    assert families == {family.name for family in text_string_to_metric_families(_single())}
 
-
-def _single() -> str:
-    """The exposition of a single-process Metrics after the same kinds of events."""
-    os.environ.pop(MULTIPROC_DIR_ENV)
-    metrics = Metrics()
-    observe(metrics)
-    return metrics.render()[0].decode()
+    # The same families as in single-process mode.
+    merged = text_string_to_metric_families(one.render()[0].decode())
+    monkeypatch.delenv(MULTIPROC_DIR_ENV)
+    single = Metrics()
+    observe(single)
+    alone = text_string_to_metric_families(single.render()[0].decode())
+    assert {family.name for family in merged} == {family.name for family in alone}
 
 
 def test_multiprocess_queue_depth_is_a_live_sum(multiproc_dir: Path) -> None:
@@ -358,12 +358,14 @@ def test_multiprocess_needs_an_existing_directory(
         Metrics(process_identifier=lambda: 103)
 
 
-def test_multiprocess_mode_does_not_leak_into_other_metrics(multiproc_dir: Path) -> None:
+def test_multiprocess_mode_does_not_leak_into_other_metrics(
+    multiproc_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     saved = values.ValueClass
     observe(Metrics(process_identifier=lambda: 104))
     assert values.ValueClass is saved
     files = sorted(os.listdir(multiproc_dir))
-    os.environ.pop(MULTIPROC_DIR_ENV)
+    monkeypatch.delenv(MULTIPROC_DIR_ENV)
     single = Metrics()
     assert single.multiprocess_dir is None
     observe(single, model="single-only")

@@ -26,6 +26,7 @@ from otari_gateway.errors import PermissionDenied
 from otari_gateway.store import ledger as store_ledger
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
+from otari_gateway.telemetry.metrics import Metrics
 
 ZERO = Decimal(0)
 
@@ -41,8 +42,9 @@ class Hold:
 
 
 class Ledger:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, metrics: Metrics | None = None) -> None:
         self._db = db
+        self._metrics = metrics
 
     async def reset_due_periods(
         self, user: UserRecord, key: KeyRecord | None, now: datetime
@@ -85,6 +87,8 @@ class Ledger:
             key_id=key_id,
             key_hold=key_amount,
         )
+        if refused is not None and self._metrics is not None:
+            self._metrics.budget_refused(refused)
         if refused == "user":
             raise PermissionDenied(
                 f"User '{user.user_id}' has exceeded budget limit", code="budget_exceeded"

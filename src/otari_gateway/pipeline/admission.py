@@ -35,6 +35,7 @@ from otari_gateway.store import access
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.types import utcnow
+from otari_gateway.telemetry.metrics import Metrics
 
 MISSING_CREDENTIAL = "Missing Otari-Key, Authorization, or x-api-key header"
 CACHE_SECONDS = 1.0
@@ -144,7 +145,9 @@ class Admission:
         ledger: Ledger,
         provider_types: Mapping[str, str],
         limiter: Limiter,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics
         self._config = config
         self._limiter = limiter
         self._db = db
@@ -209,6 +212,8 @@ class Admission:
             if not found.allowed:
                 for reserved in token_scopes:
                     await self._limiter.adjust_tokens(reserved, -tokens)
+                if self._metrics is not None:
+                    self._metrics.rate_limited(scope)
                 whose = "the gateway" if scope == "global" else "this API key"
                 raise RateLimited(
                     f"rate limit exceeded for {whose}; retry after {found.retry_after} s",

@@ -26,11 +26,15 @@ from otari_gateway.pipeline.settle import Settler
 from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
 from otari_gateway.store.usage_writer import UsageWriter
+from otari_gateway.telemetry.metrics import Metrics
 
 
 class Runtime:
-    def __init__(self, config: GatewayConfig, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, config: GatewayConfig, environ: Mapping[str, str], metrics: Metrics | None = None
+    ) -> None:
         self.config = config
+        self.metrics = metrics
         self.db = Database(config.database_url)
         self.writer = UsageWriter(self.db)
         self.providers = build_providers(config, environ)
@@ -46,13 +50,16 @@ class Runtime:
             config,
             self.db,
             self.prices,
-            Ledger(self.db),
+            Ledger(self.db, metrics),
             {name: provider_type_of(name, p) for name, p in config.providers.items()},
             self.limiter,
+            metrics,
         )
         self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
         self._bus_scope = anyio.CancelScope()
-        self.pipeline = Pipeline(self.router, self.admission, Settler(self.writer, self.admission))
+        self.pipeline = Pipeline(
+            self.router, self.admission, Settler(self.writer, self.admission, metrics)
+        )
 
     async def _price_rows(self) -> list[PriceRow]:
         return await load_price_rows(self.db)

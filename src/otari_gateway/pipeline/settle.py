@@ -20,6 +20,7 @@ from otari_gateway.pipeline.request import GatewayRequest
 from otari_gateway.pipeline.routing import Target
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter
+from otari_gateway.telemetry.metrics import Metrics
 from otari_gateway.usage import Usage
 
 log = structlog.get_logger("otari.requests")
@@ -53,9 +54,26 @@ def charged_usage(outcome: Outcome) -> Usage | None:
 
 
 class Settler:
-    def __init__(self, writer: UsageWriter, admission: Admission) -> None:
+    def __init__(
+        self, writer: UsageWriter, admission: Admission, metrics: Metrics | None = None
+    ) -> None:
         self._writer = writer
         self._admission = admission
+        self._metrics = metrics
+
+    def _observe(self, outcome: Outcome, usage: Usage | None, cost: Decimal) -> None:
+        if self._metrics is None:
+            return
+        target = outcome.target
+        self._metrics.observe_request(
+            surface=outcome.request.surface.value,
+            provider=target.instance if target else None,
+            model=target.model if target else None,
+            status=outcome.status,
+            seconds=time.monotonic() - outcome.request.received_at,
+            usage=usage,
+            cost=cost,
+        )
 
     async def settle(self, outcome: Outcome) -> None:
         admitted = outcome.admitted
@@ -90,3 +108,4 @@ class Settler:
                 key_hold=admitted.hold.key_amount,
             )
         )
+        self._observe(outcome, usage, cost)

@@ -28,7 +28,8 @@ worker that answered. In that mode the queue depth is a ``livesum`` gauge that e
 writes when it observes a request (and when it is scraped), since ``Gauge.set_function``
 does not work across processes; ``close()`` at shutdown drops the worker's share. A worker
 that dies without ``close()`` keeps its last queue depth in the sum until the directory is
-cleared.
+cleared. In that mode create exactly one ``Metrics`` per process: two in one process share
+its files and overwrite each other's counts.
 
 prometheus_client picks its value storage from the environment once, when it is first
 imported; this module binds the storage per ``Metrics`` instead (see ``_bind``), so the mode
