@@ -56,7 +56,7 @@ class Runtime:
             metrics,
         )
         self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
-        self._bus_scope = anyio.CancelScope()
+        self._bus_scope: anyio.CancelScope | None = None
         self.pipeline = Pipeline(
             self.router, self.admission, Settler(self.writer, self.admission, metrics)
         )
@@ -75,12 +75,14 @@ class Runtime:
             group.start_soon(self._run_bus, self._bus)
 
     async def _run_bus(self, bus: CacheBus) -> None:
-        with self._bus_scope:
+        with anyio.CancelScope() as scope:
+            self._bus_scope = scope
             await bus.run()
 
     async def stop(self) -> None:
         """Graceful shutdown: every queued usage row is written before the pools close."""
-        self._bus_scope.cancel()
+        if self._bus_scope is not None:
+            self._bus_scope.cancel()
         try:
             await self.writer.aclose()
         finally:
