@@ -96,6 +96,7 @@ cleanup() {
     set +e
     trap - EXIT INT TERM
     for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop_tree "${STARTED[i]}"; done
+    declare -F drop_bench_db >/dev/null && drop_bench_db
     if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
         log "kept $TMP"
     else
@@ -183,8 +184,8 @@ host: 127.0.0.1
 port: $GW_PORT
 master_key: $KEY
 log_level: warning
-# The gateway's own database lives in the temp dir, not in the work tree.
-database_url: sqlite:///$TMP/otari.db
+# The gateway's own database lives in the temp dir (or a scratch PostgreSQL database).
+database_url: $DATABASE_URL
 providers:
   mock:
     provider_type: openai
@@ -202,6 +203,21 @@ pricing:
   mock:$MODEL: {input_price_per_million: 0.15, output_price_per_million: 0.6}
   mockstream:$MODEL: {input_price_per_million: 0.15, output_price_per_million: 0.6}
 EOF
+}
+BENCH_DB=${BENCH_DB:-sqlite}
+BENCH_AUTH=${BENCH_AUTH:-key}
+PG_DB=""
+if [[ $BENCH_DB == postgresql ]]; then
+    command -v psql >/dev/null || die "BENCH_DB=postgresql needs psql (apt-get install postgresql-client)"
+    PG_DB="otari_bench_$$"
+    psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $PG_DB" >/dev/null
+    DATABASE_URL="postgresql://postgres@127.0.0.1:5432/$PG_DB"
+else
+    DATABASE_URL="sqlite:///$TMP/otari.db"
+fi
+drop_bench_db() {
+    [[ -n $PG_DB ]] && psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+    return 0
 }
 write_config "$TMP/gateway.yml"
 
@@ -299,7 +315,7 @@ run_wrk() { # target scenario conns pin(core or "")
     local out="$TMP/wrk-$target-$scenario-$conns.txt"
     wrk_for() { # duration
         "${pin_cmd[@]}" wrk "-t$threads" "-c$conns" -d "$1" -s "$script" "$url" \
-            -- "$model" "$KEY" "$BILLED_USER"
+            -- "$model" "$REQ_KEY" "$BILLED_USER"
     }
     run_bg wrk_for "$WARMUP" >"$out.warmup" 2>&1 || die "wrk warm-up failed: $(cat "$out.warmup")"
     local before after
@@ -331,6 +347,19 @@ fi
 
 start_gateway 1 0
 sanity_checks
+# The realistic path (BENCH_AUTH=key, the default): requests carry a virtual key whose user
+# has a budget, so every request is authenticated from the key cache, priced, held against
+# the budget and written to the usage log. BENCH_AUTH=master uses the master key instead.
+REQ_KEY=$KEY
+if [[ $BENCH_AUTH == key ]]; then
+    field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+    admin() { curl -sS --max-time 10 -X POST "$GATEWAY$1" -H "Authorization: Bearer $KEY" \
+        -H 'Content-Type: application/json' -d "$2"; }
+    budget_id=$(admin /v1/budgets '{"name":"bench","max_budget":1000000}' | field budget_id)
+    admin /v1/users "{\"user_id\":\"$BILLED_USER\",\"budget_id\":\"$budget_id\"}" >/dev/null
+    REQ_KEY=$(admin /v1/keys "{\"user_id\":\"$BILLED_USER\",\"key_name\":\"bench\"}" | field key)
+    log "billing: virtual key of user $BILLED_USER with budget $budget_id, database $BENCH_DB"
+fi
 
 log "runs: ${DURATION} each after a ${WARMUP} warm-up"
 for scenario in chat stream; do
@@ -353,11 +382,16 @@ PROFILE_RPS=""
 if [[ $PROFILE != 0 ]]; then
     server_pid=$(py tree "$GW_PID" | awk '$3 != "uv" {print $1; exit}')
     if uv run --quiet --with py-spy py-spy --version >/dev/null 2>&1; then
-        log "py-spy: profiling pid $server_pid during chat at $PROFILE_CONNS conns (${DURATION})"
+        # BENCH_PROFILE_SCENARIO=stream profiles the streaming run instead.
+        profile_script=bench/wrk/chat.lua profile_model="mock:$MODEL"
+        if [[ ${BENCH_PROFILE_SCENARIO:-chat} == stream ]]; then
+            profile_script=bench/wrk/chat_stream.lua profile_model="mockstream:$MODEL"
+        fi
+        log "py-spy: profiling pid $server_pid during $profile_model at $PROFILE_CONNS conns (${DURATION})"
         secs=${DURATION%s}
         [[ $secs =~ ^[0-9]+$ ]] || secs=10
-        taskset -c 1 wrk -t2 "-c$PROFILE_CONNS" -d "$((secs + 2))s" -s bench/wrk/chat.lua \
-            "$GATEWAY/v1/chat/completions" -- "mock:$MODEL" "$KEY" "$BILLED_USER" \
+        taskset -c 1 wrk -t2 "-c$PROFILE_CONNS" -d "$((secs + 2))s" -s "$profile_script" \
+            "$GATEWAY/v1/chat/completions" -- "$profile_model" "$REQ_KEY" "$BILLED_USER" \
             >"$TMP/wrk-profile.txt" 2>&1 &
         PROFILE_WRK=$!
         STARTED+=("$PROFILE_WRK")

@@ -16,6 +16,7 @@ from otari_gateway import __version__
 from otari_gateway.api.auth import require_caller, require_master
 from otari_gateway.api.budgets import budgets_router
 from otari_gateway.api.errors import EXCEPTION_HANDLERS
+from otari_gateway.api.fastpath import GatewayApp
 from otari_gateway.api.generation import generation_routes
 from otari_gateway.api.health import health_router
 from otari_gateway.api.keys import keys_router
@@ -65,7 +66,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
                 if metrics is not None:
                     metrics.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Otari gateway",
         version=__version__,
         description="OpenAI- and Anthropic-compatible LLM gateway",
@@ -73,12 +74,15 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         docs_url="/docs" if config.enable_docs else None,
         redoc_url=None,
         openapi_url="/openapi.json" if config.enable_docs else None,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         # FastAPI's built-in OpenTelemetry hook probes the environment on every request
         # (measured: 9% of the gateway's CPU); tracing, when added, will be explicit.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.router.routes.extend(generation_routes(services))
+    hot_routes = generation_routes(services)
+    app.router.routes.extend(hot_routes)
+    if not config.cors_allow_origins:
+        app.add_fast_routes(hot_routes)
     master, caller = require_master(services), require_caller(services)
     db = runtime.db
     app.include_router(keys_router(KeyService(db, runtime), master))
