@@ -132,6 +132,12 @@ def test_free_model_is_never_blocked_by_an_exhausted_budget(gateway: Gateway) ->
             client.chat.completions.create(model="openai:gpt-4o-mini", messages=HI)
         assert "User 'broke' has exceeded budget limit" in caught.value.message
         _ok(client, model="free:gpt-4o-mini")
+    time.sleep(1.0)
+    rows = gateway.call("GET", "/v1/usage?user_id=broke")
+    assert sorted((row["status"], row["status_code"], row["cost"]) for row in rows) == [
+        ("error", 403, 0),
+        ("success", 200, 0),
+    ]
 
 
 def _statuses(gateway: Gateway, key: str, count: int = 12) -> set[int]:

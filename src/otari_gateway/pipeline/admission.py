@@ -160,9 +160,9 @@ class Admission:
         """Drop cached users (a user or budget was changed on this process)."""
         self._users.clear()
 
-    async def admit(self, request: GatewayRequest, target: Target) -> Admitted:
+    async def admit(self, request: GatewayRequest, target: Target, user_id: str) -> Admitted:
         caller = request.caller
-        user = await self._user(self._billed_user(request, caller), create=caller.is_master)
+        user = await self._user(user_id, create=caller.is_master)
         if user.blocked:
             raise PermissionDenied(f"User '{user.user_id}' is blocked", code="user_blocked")
         key = caller.key
@@ -230,7 +230,9 @@ class Admission:
         for scope in admitted.token_scopes:
             await self._limiter.adjust_tokens(scope, actual - admitted.reserved_tokens)
 
-    def _billed_user(self, request: GatewayRequest, caller: Caller) -> str:
+    def billed_user(self, request: GatewayRequest) -> str:
+        """The user a request is billed to: the key's, or the one a master-key request names."""
+        caller = request.caller
         named = _named_user(request)
         if caller.is_master:
             if named is None:

@@ -69,11 +69,13 @@ class Pipeline:
     async def run(self, request: GatewayRequest) -> JSONResult | StreamResult:
         target: Target | None = None
         admitted: Admitted | None = None
+        user_id: str | None = None
         try:
+            user_id = self._admission.billed_user(request)
             target = self._router.resolve(request.model)
             exchange = select_exchange(request.surface, target)
             body = exchange.upstream_body(request, target.model)
-            admitted = await self._admission.admit(request, target)
+            admitted = await self._admission.admit(request, target, user_id)
             if request.stream:
                 return await self._open_stream(request, target, admitted, exchange, body)
             reply = await target.provider.send(
@@ -81,10 +83,14 @@ class Pipeline:
             )
             content, usage = exchange.client_reply(request, reply)
         except GatewayError as exc:
-            await self._settle(Outcome(request, target, admitted, None, exc.status, exc.message))
+            await self._settle(
+                Outcome(request, target, admitted, None, exc.status, exc.message, user_id)
+            )
             raise
         except Exception:
-            await self._settle(Outcome(request, target, admitted, None, 500, "internal error"))
+            await self._settle(
+                Outcome(request, target, admitted, None, 500, "internal error", user_id)
+            )
             raise
         await self._settle(Outcome(request, target, admitted, usage, 200))
         return JSONResult(content, headers=admitted.limit_headers)

@@ -12,8 +12,6 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-import structlog
-
 from otari_gateway.billing.cost import cost_of
 from otari_gateway.pipeline.admission import Admission, Admitted
 from otari_gateway.pipeline.request import GatewayRequest
@@ -22,8 +20,6 @@ from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter
 from otari_gateway.telemetry.metrics import Metrics
 from otari_gateway.usage import Usage
-
-log = structlog.get_logger("otari.requests")
 
 ZERO = Decimal(0)
 CLIENT_CLOSED = 499
@@ -37,6 +33,8 @@ class Outcome:
     usage: Usage | None
     status: int
     error: str | None = None
+    # Known even when admission refused the request (it is the first thing settled).
+    user_id: str | None = None
 
     @property
     def latency_ms(self) -> int:
@@ -78,34 +76,43 @@ class Settler:
     async def settle(self, outcome: Outcome) -> None:
         admitted = outcome.admitted
         if admitted is None:
-            # Refused before a user was settled on (bad model, unknown user): nothing is
-            # held and nobody can be billed; the log line is the record.
-            log.info(
-                "request.refused", request_id=outcome.request.request_id, status=outcome.status
-            )
+            # Refused before anything was held (unknown model, no price, budget, rate
+            # limit): nothing to charge, but the refusal is recorded against its user.
+            self._observe(outcome, None, ZERO)
+            if outcome.user_id is not None:
+                await self._writer.submit(self._record(outcome, outcome.user_id, None, ZERO))
             return
         usage = charged_usage(outcome)
         await self._admission.settle_tokens(admitted, usage.total_tokens if usage else 0)
         price = admitted.price
         cost = cost_of(usage, price) if usage is not None and price is not None else ZERO
-        target = outcome.target
-        await self._writer.submit(
-            UsageRecord(
-                id=outcome.request.request_id,
-                user_id=admitted.user_id,
-                api_key_id=admitted.key_id,
-                timestamp=utcnow(),
-                model=target.model if target else outcome.request.model,
-                provider=target.instance if target else None,
-                endpoint=outcome.request.surface.value,
-                usage=usage or Usage(),
-                cost=cost,
-                status="success" if outcome.status < 400 else "error",
-                status_code=outcome.status,
-                latency_ms=outcome.latency_ms,
-                error_message=outcome.error,
-                user_hold=admitted.hold.user_amount,
-                key_hold=admitted.hold.key_amount,
-            )
-        )
+        await self._writer.submit(self._record(outcome, admitted.user_id, usage, cost, admitted))
         self._observe(outcome, usage, cost)
+
+    @staticmethod
+    def _record(
+        outcome: Outcome,
+        user_id: str,
+        usage: Usage | None,
+        cost: Decimal,
+        admitted: Admitted | None = None,
+    ) -> UsageRecord:
+        target, request = outcome.target, outcome.request
+        key = request.caller.key
+        return UsageRecord(
+            id=request.request_id,
+            user_id=user_id,
+            api_key_id=key.id if key is not None else None,
+            timestamp=utcnow(),
+            model=target.model if target else request.model,
+            provider=target.instance if target else None,
+            endpoint=request.surface.value,
+            usage=usage or Usage(),
+            cost=cost,
+            status="success" if outcome.status < 400 else "error",
+            status_code=outcome.status,
+            latency_ms=outcome.latency_ms,
+            error_message=outcome.error,
+            user_hold=admitted.hold.user_amount if admitted else ZERO,
+            key_hold=admitted.hold.key_amount if admitted else ZERO,
+        )
