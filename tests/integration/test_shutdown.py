@@ -2,13 +2,14 @@
 
 Each test starts two gateways on one fresh database (``workers=1`` and ``workers=2``, in
 parallel to save start-up time), each in front of its own fake upstream whose replies take
-a little while (a delay, and a slow stream). For each gateway in turn, ~40 requests are
-started staggered (half JSON, half streams; master key, a unique ``user`` per request);
-once the first ten are answered the gateway gets SIGTERM while the rest are in flight or
-not yet sent. Graceful shutdown must then write every usage row it owes: the database is
-read directly afterwards and every answered request has exactly one ``success`` row, every
-request the upstream saw has a row, and each user's spend is the sum of their rows with
-nothing left reserved.
+a little while (a delay, and a slow stream). Each gateway gets its own users, all in a
+budget group and with per-key budgets, so every request holds money. For each gateway in
+turn, ~40 requests are started staggered (half JSON, half streams, spread over the users'
+virtual keys); once the first ten are answered the gateway gets SIGTERM while the rest are
+in flight or not yet sent. Graceful shutdown must then write every usage row it owes: the
+database is read directly afterwards and every answered request has exactly one ``success``
+row, every request the upstream saw has a row, and each user's and key's spend is the sum
+of their rows with nothing left reserved.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import signal
 import subprocess
 import tempfile
 import threading
+import urllib.request
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -24,16 +27,18 @@ from typing import Any
 
 import anyio
 import openai
+import orjson
 import pytest
 from sqlalchemy import func, select
 
 from otari_gateway.store.database import Database
-from otari_gateway.store.models import UsageLog, User
+from otari_gateway.store.models import ApiKey, UsageLog, User
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.gateway_process import GatewayProcess
 
 MASTER = "sk-shutdown-master"
 REQUESTS = 40
+USERS = 4  # per gateway; request i uses user (and key) i % USERS
 STAGGER = 0.03  # seconds between request starts: the load spans ~1.2 s
 UPSTREAM_DELAY = 0.3  # every upstream answer waits this long, so requests overlap
 STREAM_INTERVAL = 0.02
@@ -41,6 +46,7 @@ SIGNAL_AFTER = 10  # answered requests before SIGTERM
 REQUEST_ID = "x-otari-request-id"
 TEXT = "please count these words"
 PRICE = {"input_price_per_million": 1_000_000, "output_price_per_million": 2_000_000}
+GENEROUS = 1_000_000  # USD: budgets that never refuse, but make every request hold money
 # Start-up is mostly imports; with PYTHONDONTWRITEBYTECODE set in the environment, every
 # worker compiles every module again. Bytecode cached outside the repository halves that.
 FAST_IMPORTS = {
@@ -49,11 +55,18 @@ FAST_IMPORTS = {
 }
 
 
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    key_id: str
+    key: str
+
+
 @dataclass
 class Load:
     """What the clients saw."""
 
-    answered: dict[str, str] = field(default_factory=dict)  # request id -> user
+    answered: dict[str, Caller] = field(default_factory=dict)  # request id -> caller
     failures: list[str] = field(default_factory=list)
     started: int = 0
     in_flight_at_signal: int = -1
@@ -64,19 +77,37 @@ class Target:
     workers: int
     gateway: GatewayProcess
     fake: FakeOpenAI
+    callers: list[Caller] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
         return f"w{self.workers}-"
 
+    def call(self, method: str, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(
+            self.gateway.base_url + path,
+            data=orjson.dumps(body),
+            headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"},
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return orjson.loads(response.read())
 
-async def _one(client: openai.AsyncOpenAI, index: int, target: Target, load: Load) -> str:
+    def make_callers(self) -> None:
+        budget = self.call("POST", "/v1/budgets", {"max_budget": GENEROUS})
+        for number in range(USERS):
+            user_id = f"{self.prefix}{number}"
+            self.call("POST", "/v1/users", {"user_id": user_id, "budget_id": budget["budget_id"]})
+            key = self.call("POST", "/v1/keys", {"user_id": user_id, "max_budget": GENEROUS})
+            self.callers.append(Caller(user_id, key["id"], key["key"]))
+
+
+async def _one(client: openai.AsyncOpenAI, index: int) -> str:
     """One request; returns its request id when fully answered, raises otherwise."""
-    user = f"{target.prefix}{index}"
     messages: Any = [{"role": "user", "content": TEXT}]
     if index % 2:
         async with client.chat.completions.with_streaming_response.create(
-            model="openai:gpt-4o-mini", messages=messages, user=user, stream=True
+            model="openai:gpt-4o-mini", messages=messages, stream=True
         ) as response:
             request_id = response.headers[REQUEST_ID]
             text, finished = "", False
@@ -87,7 +118,7 @@ async def _one(client: openai.AsyncOpenAI, index: int, target: Target, load: Loa
         assert finished and text == "echo: " + TEXT, (finished, text)
         return request_id
     raw = await client.chat.completions.with_raw_response.create(
-        model="openai:gpt-4o-mini", messages=messages, user=user
+        model="openai:gpt-4o-mini", messages=messages
     )
     reply = raw.parse()
     assert reply.choices[0].message.content == "echo: " + TEXT
@@ -103,30 +134,35 @@ async def _load(target: Target) -> Load:
         await anyio.sleep(index * STAGGER)
         load.started += 1
         try:
-            request_id = await _one(client, index, target, load)
+            request_id = await _one(client, index)
         except Exception as exc:
             load.failures.append(f"{index}: {type(exc).__name__}: {exc}")
             return
-        load.answered[request_id] = f"{target.prefix}{index}"
+        load.answered[request_id] = target.callers[index % USERS]
         if len(load.answered) == SIGNAL_AFTER:
             load.in_flight_at_signal = load.started - len(load.answered) - len(load.failures)
             process.send_signal(signal.SIGTERM)
 
-    async with (
-        openai.AsyncOpenAI(
-            api_key=MASTER,
-            base_url=target.gateway.base_url + "/v1",
-            max_retries=0,
-            timeout=20,
-        ) as client,
-        anyio.create_task_group() as group,
-    ):
-        for index in range(REQUESTS):
-            group.start_soon(request, client, index)
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                openai.AsyncOpenAI(
+                    api_key=caller.key,
+                    base_url=target.gateway.base_url + "/v1",
+                    max_retries=0,
+                    timeout=20,
+                )
+            )
+            for caller in target.callers
+        ]
+        async with anyio.create_task_group() as group:
+            for index in range(REQUESTS):
+                group.start_soon(request, clients[index % USERS], index)
     return load
 
 
 def _run_until_terminated(target: Target) -> Load:
+    target.make_callers()
     load = anyio.run(_load, target)
     process = target.gateway._process
     assert process is not None
@@ -146,26 +182,39 @@ def _run_until_terminated(target: Target) -> Load:
     return load
 
 
-async def _read_database(url: str) -> tuple[int, list[Any], list[Any]]:
+@dataclass
+class Stored:
+    count: int
+    rows: list[Any]
+    users: dict[str, Any]
+    keys: dict[str, Any]
+
+
+async def _read_database(url: str) -> Stored:
     db = Database(url)
     try:
         async with db.session() as session:
             count = await session.scalar(select(func.count()).select_from(UsageLog))
-            rows = (
-                await session.execute(
-                    select(
-                        UsageLog.id,
-                        UsageLog.user_id,
-                        UsageLog.status,
-                        UsageLog.status_code,
-                        UsageLog.cost,
-                    )
+            rows = await session.execute(
+                select(
+                    UsageLog.id,
+                    UsageLog.user_id,
+                    UsageLog.api_key_id,
+                    UsageLog.status,
+                    UsageLog.status_code,
+                    UsageLog.cost,
                 )
-            ).all()
-            users = (await session.execute(select(User.user_id, User.spend, User.reserved))).all()
+            )
+            users = await session.execute(select(User.user_id, User.spend, User.reserved))
+            keys = await session.execute(select(ApiKey.id, ApiKey.spend, ApiKey.reserved))
+            return Stored(
+                int(count or 0),
+                list(rows),
+                {user.user_id: user for user in users},
+                {key.id: key for key in keys},
+            )
     finally:
         await db.aclose()
-    return int(count or 0), list(rows), list(users)
 
 
 def _start_all(targets: list[Target]) -> None:
@@ -186,36 +235,32 @@ def _start_all(targets: list[Target]) -> None:
         raise errors[0]
 
 
-def _check(target: Target, load: Load, rows: list[Any], users: list[Any]) -> None:
+def _check(target: Target, load: Load, stored: Stored) -> None:
     workers = f"workers={target.workers}"
-    mine = [row for row in rows if (row.user_id or "").startswith(target.prefix)]
+    mine = [row for row in stored.rows if (row.user_id or "").startswith(target.prefix)]
     by_id = {row.id: row for row in mine}
     assert len(by_id) == len(mine), f"{workers}: duplicate usage ids"
-    missing = [rid for rid in load.answered if rid not in by_id]
+    missing = [request_id for request_id in load.answered if request_id not in by_id]
     assert not missing, f"{workers}: {len(missing)} answered requests have no usage row"
-    for request_id, user in load.answered.items():
+    for request_id, caller in load.answered.items():
         row = by_id[request_id]
-        assert (row.status, row.status_code, row.user_id) == ("success", 200, user), row
+        assert (row.status, row.status_code) == ("success", 200), row
+        assert (row.user_id, row.api_key_id) == (caller.user_id, caller.key_id), row
     assert len(mine) >= len(load.answered)
     # Every request the upstream saw was admitted, so it must have been settled too.
     upstream_calls = len(target.fake.requests)
-    assert len(mine) >= upstream_calls, (
-        f"{workers}: {upstream_calls} upstream calls, {len(mine)} rows"
-    )
+    assert len(mine) >= upstream_calls, f"{workers}: {upstream_calls} upstream calls, {mine}"
     for row in mine:
         assert row.status in ("success", "error"), row
-        if row.id not in load.answered:
-            assert row.status == "error" or row.status_code == 200, row
-    costs: dict[str, Decimal] = {}
-    for row in mine:
-        costs[row.user_id] = costs.get(row.user_id, Decimal(0)) + row.cost
-    for user in users:
-        if not user.user_id.startswith(target.prefix):
-            continue
-        assert user.reserved == 0, f"{workers}: {user.user_id} still holds {user.reserved}"
-        assert user.spend == costs.get(user.user_id, Decimal(0)), (
-            f"{workers}: {user.user_id} spend {user.spend} != Σ rows {costs.get(user.user_id)}"
-        )
+        assert row.cost >= 0, row
+    for caller in target.callers:
+        user, key = stored.users[caller.user_id], stored.keys[caller.key_id]
+        user_rows = [row.cost for row in mine if row.user_id == caller.user_id]
+        key_rows = [row.cost for row in mine if row.api_key_id == caller.key_id]
+        assert user.reserved == 0, f"{workers}: {caller.user_id} still holds {user.reserved}"
+        assert key.reserved == 0, f"{workers}: key of {caller.user_id} holds {key.reserved}"
+        assert user.spend == sum(user_rows, Decimal(0)), f"{workers}: {caller.user_id} spend"
+        assert key.spend == sum(key_rows, Decimal(0)), f"{workers}: key of {caller.user_id}"
 
 
 def test_sigterm_under_load_loses_no_usage_row(database_url: str, tmp_path: Path) -> None:
@@ -237,21 +282,16 @@ def test_sigterm_under_load_loses_no_usage_row(database_url: str, tmp_path: Path
             }
             workdir = tmp_path / f"workers-{workers}"
             workdir.mkdir()
-            targets.append(
-                Target(
-                    workers,
-                    GatewayProcess(config, workdir, workers=workers, env=FAST_IMPORTS),
-                    fake,
-                )
-            )
+            gateway = GatewayProcess(config, workdir, workers=workers, env=FAST_IMPORTS)
+            targets.append(Target(workers, gateway, fake))
         try:
             _start_all(targets)
             loads = [_run_until_terminated(target) for target in targets]
         finally:
             for target in targets:
                 target.gateway.stop()
-        count, rows, users = anyio.run(_read_database, database_url)
-    assert count == len(rows)
-    assert len({row.id for row in rows}) == count, "duplicate usage ids"
+        stored = anyio.run(_read_database, database_url)
+    assert stored.count == len(stored.rows)
+    assert len({row.id for row in stored.rows}) == stored.count, "duplicate usage ids"
     for target, load in zip(targets, loads, strict=True):
-        _check(target, load, rows, users)
+        _check(target, load, stored)

@@ -6,19 +6,24 @@ upstream's token counts, the bare upstream model, the instance name (aliases res
 a cost equal to price × tokens; the cost must be in the user's ``spend`` once the row is
 readable. Streams settle before their terminal event, so a client that hangs up at ``[DONE]``
 is billed within a second; an upstream failure is recorded at no cost with the hold released;
-a client that leaves mid-stream is billed at least for its input.
+a client that leaves mid-stream is billed at least for its input, and one that leaves while
+its stream is being settled (just before the terminal event) is still settled exactly once.
 
 Prices: the shared stack prices these models through genai-prices (no managed rows), so the
 expected cost comes from ``GET /v1/pricing/{model_key}`` when a managed row exists and from
-genai-prices otherwise. The mid-stream disconnect runs on its own gateway with slow fakes and
-explicit config prices.
+genai-prices otherwise. The disconnect tests run on their own gateways with explicit config
+prices (slow fakes; a Redis limiter behind a delaying proxy).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import socket
+import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -38,7 +43,7 @@ from genai_prices import calc_price
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import MASTER_KEY, Stack, create_key
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.gateway_process import GatewayProcess, free_port
 
 REQUEST_ID = "x-otari-request-id"
 MICRO = Decimal("0.000001")
@@ -120,6 +125,14 @@ def _wait_user(
         if done(user) or time.monotonic() > deadline:
             return user
         time.sleep(0.05)
+
+
+def _budgeted_key(base_url: str, user_id: str, **key_fields: Any) -> str:
+    """A key of a new user in a (generous) budget group: its requests hold money, so
+    ``reserved`` shows whether every hold is released."""
+    budget = _call(base_url, "POST", "/v1/budgets", {"max_budget": 1_000_000})
+    _call(base_url, "POST", "/v1/users", {"user_id": user_id, "budget_id": budget["budget_id"]})
+    return str(create_key(base_url, user_id=user_id, **key_fields)["key"])
 
 
 def _managed_price(stack: Stack, model_key: str) -> dict[str, Any] | None:
@@ -360,13 +373,36 @@ CASES: dict[str, Callable[[Stack], Expected]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def quiet_stack(stack: Stack) -> Stack:
+    """The shared stack once the tester's ledger has stopped moving: rows of earlier
+    modules' requests are written in batches and may still be arriving, which would show up
+    as extra rows and spend here."""
+    deadline = time.monotonic() + 5.0
+    last: tuple[frozenset[str], Any, Any] | None = None
+    while time.monotonic() < deadline:
+        user = _user(stack.base_url, "tester")
+        seen = (
+            frozenset(row["id"] for row in _rows(stack.base_url, "tester")),
+            user["spend"],
+            user["reserved"],
+        )
+        if seen == last and _money(user["reserved"]) == 0:
+            break
+        last = seen
+        time.sleep(0.5)
+    return stack
+
+
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_exact_row_per_request(stack: Stack, case: str) -> None:
+def test_one_exact_row_per_request(quiet_stack: Stack, case: str) -> None:
+    stack = quiet_stack
     before = _user(stack.base_url, "tester")
     ids_before = {row["id"] for row in _rows(stack.base_url, "tester")}
     expected = CASES[case](stack)
     row, rows = _wait_row(stack.base_url, "tester", expected.request_id)
-    assert {r["id"] for r in rows} - ids_before == {expected.request_id}, "one row per request"
+    extra = [r for r in rows if r["id"] not in ids_before and r["id"] != expected.request_id]
+    assert not extra, f"one row per request; also new: {extra}"
     assert row["user_id"] == "tester"
     assert row["model"] == expected.model
     assert row["provider"] == expected.provider
@@ -386,9 +422,10 @@ def test_one_exact_row_per_request(stack: Stack, case: str) -> None:
     assert _money(after["reserved"]) == 0
 
 
-def test_stream_is_settled_before_done(stack: Stack) -> None:
+def test_stream_is_settled_before_done(quiet_stack: Stack) -> None:
     """The official SDK stops reading at ``[DONE]``: by then the request must be settled,
     so the spend and the row are visible within a second of it."""
+    stack = quiet_stack
     spend_before = _money(_user(stack.base_url, "tester")["spend"])
     with (
         stack.openai_client() as client,
@@ -418,11 +455,25 @@ def test_stream_is_settled_before_done(stack: Stack) -> None:
     assert _money(user["spend"]) - spend_before == _money(row["cost"]) > 0
 
 
+BUDGETED = "usage-rows-budgeted"
+
+
+@pytest.fixture(scope="module")
+def budgeted_key(stack: Stack) -> str:
+    """A key on the shared stack whose user has a budget, so its requests hold money."""
+    return _budgeted_key(stack.base_url, BUDGETED)
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_upstream_error_row_costs_nothing_and_releases_the_hold(stack: Stack, stream: bool) -> None:
-    spend_before = _money(_user(stack.base_url, "tester")["spend"])
+def test_upstream_error_row_costs_nothing_and_releases_the_hold(
+    stack: Stack, budgeted_key: str, stream: bool
+) -> None:
+    spend_before = _money(_user(stack.base_url, BUDGETED)["spend"])
     stack.openai_fake.fail_next(500)
-    with stack.openai_client() as client, pytest.raises(openai.APIStatusError) as caught:
+    with (
+        stack.openai_client(api_key=budgeted_key) as client,
+        pytest.raises(openai.APIStatusError) as caught,
+    ):
         client.chat.completions.create(
             model="openai:gpt-4o-mini",
             messages=[{"role": "user", "content": WORDS}],
@@ -430,16 +481,41 @@ def test_upstream_error_row_costs_nothing_and_releases_the_hold(stack: Stack, st
         )
     assert caught.value.status_code == 502
     request_id = caught.value.response.headers[REQUEST_ID]
-    row, rows = _wait_row(stack.base_url, "tester", request_id)
+    row, rows = _wait_row(stack.base_url, BUDGETED, request_id)
     assert (row["status"], row["status_code"]) == ("error", 502)
     assert row["error_message"]
     assert (row["model"], row["provider"], row["endpoint"]) == ("gpt-4o-mini", "openai", "chat")
     assert _money(row["cost"]) == 0
     assert row["latency_ms"] >= 0
     assert len([r for r in rows if r["id"] == request_id]) == 1
-    user = _wait_user(stack.base_url, "tester", lambda u: _money(u["reserved"]) == 0, 1.0)
+    user = _wait_user(stack.base_url, BUDGETED, lambda u: _money(u["reserved"]) == 0, 1.0)
     assert _money(user["reserved"]) == 0, "the failed request's hold was not released"
     assert _money(user["spend"]) == spend_before
+
+
+def test_a_budgeted_success_is_billed_and_its_hold_released(
+    stack: Stack, budgeted_key: str
+) -> None:
+    """Control for the error case: the same user's successful stream holds and settles."""
+    spend_before = _money(_user(stack.base_url, BUDGETED)["spend"])
+    with (
+        stack.openai_client(api_key=budgeted_key) as client,
+        client.chat.completions.with_streaming_response.create(
+            model="openai:gpt-4o-mini", messages=[{"role": "user", "content": WORDS}], stream=True
+        ) as response,
+    ):
+        request_id = response.headers[REQUEST_ID]
+        list(response.parse())
+    row, _ = _wait_row(stack.base_url, BUDGETED, request_id)
+    assert (row["status"], row["prompt_tokens"], row["completion_tokens"]) == (
+        "success",
+        PROMPT,
+        COMPLETION,
+    )
+    assert _money(row["cost"]) == _expected_cost(stack, row) > 0
+    user = _wait_user(stack.base_url, BUDGETED, lambda u: _money(u["reserved"]) == 0, 1.0)
+    assert _money(user["reserved"]) == 0
+    assert _money(user["spend"]) - spend_before == _money(row["cost"])
 
 
 # --------------------------------------------------------------------------- disconnect
@@ -481,8 +557,7 @@ def slow_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowGatew
         gateway = GatewayProcess(config, workdir, env=FAST_IMPORTS)
         gateway.start()
         try:
-            key = str(create_key(gateway.base_url, user_id="leaver")["key"])
-            yield SlowGateway(gateway, key)
+            yield SlowGateway(gateway, _budgeted_key(gateway.base_url, "leaver"))
         finally:
             gateway.stop()
 
@@ -577,21 +652,222 @@ def test_client_gone_mid_stream_is_billed_for_its_input(
     assert _money(user["spend"]) == sum((_money(r["cost"]) for r in rows), Decimal(0))
 
 
+# --------------------------------------------------------------------------- leaving at the end
+#
+# Settlement runs between the upstream's end and the terminal event, and with token limits
+# on a shared (Redis) limiter it awaits a Redis round trip there. A client that hangs up in
+# that window must still be settled exactly once: one row, the hold released. The limiter
+# is pointed at a real redis-server through a proxy that holds each reply back a little, so
+# the window is wide enough to hang up in deterministically.
+
+REDIS_REPLY_DELAY = 0.15  # below the limiter's 0.25 s socket timeout
+
+
+class DelayingProxy:
+    """TCP proxy to ``target_port`` that forwards every reply ``delay`` seconds late
+    (settable at any time)."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self.delay = 0.0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port: int = self._listener.getsockname()[1]
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> DelayingProxy:
+        self._spawn(self._accept)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopping.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in list(self._threads):
+            thread.join(5)
+        for sock in sockets:
+            sock.close()
+        self._listener.close()
+
+    def _spawn(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._target_port))
+            with self._lock:
+                self._sockets += [client, server]
+            self._spawn(self._pump, client, server, False)
+            self._spawn(self._pump, server, client, True)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, delayed: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if delayed and self.delay:
+                    time.sleep(self.delay)
+                sink.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def _redis_server() -> Iterator[int]:
+    """A throwaway redis-server on a free port (stopped by its own PID)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def _hang_up_after_last_chunk(port: int, key: str, body: dict[str, Any]) -> bytes:
+    """Read a chat stream up to its last content chunk, wait a moment, hang up."""
+    payload = orjson.dumps(body)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(head + payload)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while b'"finish_reason":"stop"' not in received.replace(b" ", b""):
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                received += chunk
+        # The upstream (an instant fake) is done by now: the gateway is settling.
+        await asyncio.sleep(REDIS_REPLY_DELAY / 3)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    return received
+
+
+def test_client_gone_while_the_stream_settles_is_still_settled(tmp_path: Path) -> None:
+    prices = {
+        "input_price_per_million": int(INPUT_PRICE * 1_000_000),
+        "output_price_per_million": int(OUTPUT_PRICE * 1_000_000),
+    }
+    body: dict[str, Any] = {
+        "model": "openai:gpt-4o-mini",
+        "messages": [{"role": "user", "content": WORDS}],
+        "stream": True,
+    }
+    with (
+        _redis_server() as redis_port,
+        DelayingProxy(redis_port) as proxy,
+        FakeOpenAI() as fake,
+    ):
+        config: dict[str, Any] = {
+            "master_key": MASTER_KEY,
+            "redis_url": f"redis://127.0.0.1:{proxy.port}/0",
+            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
+            "pricing": {"openai:gpt-4o-mini": prices},
+        }
+        gateway = GatewayProcess(config, tmp_path, env=FAST_IMPORTS)
+        gateway.start()
+        try:
+            key = _budgeted_key(gateway.base_url, "late-leaver", tpm_limit=1_000_000)
+            # Warm-up at full speed: the limiter's pooled connection and scripts are ready,
+            # so each later limiter call is one (delayed) round trip.
+            with (
+                openai.OpenAI(
+                    api_key=key, base_url=gateway.base_url + "/v1", max_retries=0, timeout=20
+                ) as client,
+                client.chat.completions.with_streaming_response.create(**body) as response,
+            ):
+                warm_up_id = response.headers[REQUEST_ID]
+                list(response.parse())
+            proxy.delay = REDIS_REPLY_DELAY
+            received = asyncio.run(_hang_up_after_last_chunk(gateway.port, key, body))
+            proxy.delay = 0.0
+            assert b'"finish_reason":"stop"' in received.replace(b" ", b""), received[-500:]
+            assert b"[DONE]" not in received, "the client must leave before the terminal event"
+            request_id = _request_id_of(received)
+            deadline = time.monotonic() + ROW_WITHIN
+            while True:
+                rows = _rows(gateway.base_url, "late-leaver")
+                user = _user(gateway.base_url, "late-leaver")
+                mine = [row for row in rows if row["id"] == request_id]
+                if (mine and _money(user["reserved"]) == 0) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        finally:
+            gateway.stop()
+    assert "rate_limiter_unavailable" not in gateway.logs(), "the limiter failed open: no race"
+    reserved = _money(user["reserved"])
+    assert len(mine) == 1, (
+        f"a client that left while its stream was settling got {len(mine)} usage rows "
+        f"and its hold was not released (reserved still {reserved})"
+    )
+    assert {row["id"] for row in rows} == {warm_up_id, request_id}
+    row = mine[0]
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (PROMPT, COMPLETION)
+    assert _money(row["cost"]) == PROMPT * INPUT_PRICE + COMPLETION * OUTPUT_PRICE
+    assert reserved == 0
+    assert _money(user["spend"]) == sum((_money(r["cost"]) for r in rows), Decimal(0))
+
+
 # --------------------------------------------------------------------------- the ledger
 
 
-def test_spend_equals_the_sum_of_the_users_rows(stack: Stack) -> None:
+@pytest.mark.parametrize("user_id", ["tester", BUDGETED])
+def test_spend_equals_the_sum_of_the_users_rows(
+    stack: Stack, budgeted_key: str, user_id: str
+) -> None:
     """After everything above (successes, failures): spend == Σ cost, nothing held."""
     deadline = time.monotonic() + 2.0
     while True:
-        user = _user(stack.base_url, "tester")
-        rows = _rows(stack.base_url, "tester")
+        user = _user(stack.base_url, user_id)
+        rows = _rows(stack.base_url, user_id)
         total = sum((_money(row["cost"]) for row in rows), Decimal(0))
         settled = _money(user["reserved"]) == 0 and _money(user["spend"]) == total
         if settled or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    assert rows
     assert len({row["id"] for row in rows}) == len(rows)
     assert _money(user["reserved"]) == 0
     assert _money(user["spend"]) == total

@@ -6,6 +6,7 @@ call the upstream → answer (JSON, or an SSE relay) → settle exactly once.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Pipeline:
         self._router = router
         self._admission = admission
         self._settler = settler
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def run(self, request: GatewayRequest) -> JSONResult | StreamResult:
         target: Target | None = None
@@ -94,6 +96,22 @@ class Pipeline:
             raise
         await self._settle(Outcome(request, target, admitted, usage, 200))
         return JSONResult(content, headers=admitted.limit_headers)
+
+    async def _settle_shielded(self, outcome: Outcome) -> None:
+        """Settle in a task of its own that the caller's cancellation cannot interrupt.
+
+        A stream's client can leave at any await, including inside settlement (a Redis or
+        queue wait); the usage record and the hold's release must happen all the same.
+        """
+        task = asyncio.get_running_loop().create_task(self._settle(outcome))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for settlements still running (graceful shutdown, before the writer closes)."""
+        while self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def _settle(self, outcome: Outcome) -> None:
         try:
@@ -150,18 +168,18 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 -- the stream edge: every failure becomes an error event
                 error = _as_gateway_error(exc, request)
                 settled = True
-                await self._settle(
+                await self._settle_shielded(
                     Outcome(request, target, admitted, processor.usage, error.status, error.message)
                 )
                 yield processor.error_event(error)
                 return
             settled = True
-            await self._settle(Outcome(request, target, admitted, processor.usage, 200))
+            await self._settle_shielded(Outcome(request, target, admitted, processor.usage, 200))
             yield processor.terminal()
         finally:
             with anyio.CancelScope(shield=True):
                 if not settled:
-                    await self._settle(
+                    await self._settle_shielded(
                         Outcome(
                             request,
                             target,

@@ -84,6 +84,7 @@ class Runtime:
         if self._bus_scope is not None:
             self._bus_scope.cancel()
         try:
+            await self.pipeline.drain()
             await self.writer.aclose()
         finally:
             if self._bus is not None:
