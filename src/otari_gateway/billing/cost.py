@@ -33,6 +33,9 @@ class Price:
     # Long-context pricing: (input-token threshold, price) pairs, ascending. A request whose
     # input exceeds a threshold is billed entirely at that tier's rates, as providers do.
     tiers: tuple[tuple[int, Price], ...] = ()
+    # Not money, but known from the same price data: input + output tokens the model can
+    # handle, which caps the worst case a budget hold assumes.
+    context_window: int | None = None
 
     def for_input(self, prompt_tokens: int) -> Price:
         chosen = self
@@ -85,10 +88,13 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
 
 
 def estimate_cost(input_tokens: int, max_output_tokens: int, price: Price) -> Decimal:
-    """The most a request can cost: all input uncached, every allowed output token used.
+    """The most a request can cost: all input uncached, every allowed output token used
+    (no more than the model's context window leaves after the input).
 
     Rounded up so the reservation is never below what ``cost_of`` can later charge.
     """
+    if price.context_window is not None:
+        max_output_tokens = max(0, min(max_output_tokens, price.context_window - input_tokens))
     price = price.for_input(input_tokens)
     worst_input = max(_rate(price.input_per_million), _rate(price.cache_write_per_million))
     total = (input_tokens * worst_input + max_output_tokens * _rate(price.output_per_million)) / (

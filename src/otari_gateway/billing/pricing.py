@@ -117,6 +117,7 @@ def genai_price(provider_type: str, model: str) -> Price | None:
         cache_read_per_million=_base(mp.cache_read_mtok),
         cache_write_per_million=_base(mp.cache_write_mtok),
         tiers=tiers,
+        context_window=found.model.context_window,
     )
 
 
