@@ -7,6 +7,7 @@ back the upstream's terminal event until settlement is done.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import Any
 
 import orjson
@@ -40,6 +41,38 @@ class _JsonPassthrough:
         return reply.body, usage
 
 
+class _RelayedStream(ABC):
+    """What every byte-relaying stream shares: usage seen so far, the upstream's own
+    terminal event held back, and no second error event after one the upstream sent."""
+
+    default_terminal = b""
+
+    def __init__(self) -> None:
+        self._usage: Usage | None = None
+        self._terminal: bytes | None = None
+        self._relayed_error = False
+
+    def finish(self) -> list[bytes]:
+        return []
+
+    @property
+    def complete(self) -> bool:
+        return self._terminal is not None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._usage
+
+    def terminal(self) -> bytes:
+        return self._terminal or self.default_terminal
+
+    def error_event(self, error: GatewayError) -> bytes:
+        return b"" if self._relayed_error else self._error_event(error)
+
+    @abstractmethod
+    def _error_event(self, error: GatewayError) -> bytes: ...
+
+
 class ChatPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.CHAT, usage_from_chat)
@@ -59,17 +92,17 @@ class ChatPassthrough(_JsonPassthrough):
         return ChatStream(client_wants_usage=bool(options.get("include_usage")))
 
 
-class ChatStream:
+class ChatStream(_RelayedStream):
+    default_terminal = envelopes.DONE
+
     def __init__(self, *, client_wants_usage: bool) -> None:
+        super().__init__()
         self._client_wants_usage = client_wants_usage
-        self._usage: Usage | None = None
-        self._done = False
-        self._relayed_error = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         data = event.data
         if data == b"[DONE]":
-            self._done = True
+            self._terminal = event.raw
             return []
         if _USAGE_OBJECT.search(data):
             chunk = parse_event_data(event)
@@ -80,22 +113,8 @@ class ChatStream:
             self._relayed_error = True
         return [event.raw]
 
-    def finish(self) -> list[bytes]:
-        return []
-
-    @property
-    def complete(self) -> bool:
-        return self._done
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._usage
-
-    def terminal(self) -> bytes:
-        return envelopes.DONE
-
-    def error_event(self, error: GatewayError) -> bytes:
-        return b"" if self._relayed_error else envelopes.chat_error_event(error)
+    def _error_event(self, error: GatewayError) -> bytes:
+        return envelopes.chat_error_event(error)
 
 
 class MessagesPassthrough(_JsonPassthrough):
@@ -106,13 +125,14 @@ class MessagesPassthrough(_JsonPassthrough):
         return MessagesStream()
 
 
-class MessagesStream:
+class MessagesStream(_RelayedStream):
     """Anthropic events: usage in ``message_start`` and (cumulative) ``message_delta``."""
 
+    default_terminal = envelopes.MESSAGE_STOP
+
     def __init__(self) -> None:
+        super().__init__()
         self._usage_fields: dict[str, Any] = {}
-        self._terminal: bytes | None = None
-        self._relayed_error = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         name = event.event
@@ -128,22 +148,12 @@ class MessagesStream:
             self._relayed_error = True
         return [event.raw]
 
-    def finish(self) -> list[bytes]:
-        return []
-
-    @property
-    def complete(self) -> bool:
-        return self._terminal is not None
-
     @property
     def usage(self) -> Usage | None:
         return usage_from_messages(self._usage_fields) if self._usage_fields else None
 
-    def terminal(self) -> bytes:
-        return self._terminal or envelopes.MESSAGE_STOP
-
-    def error_event(self, error: GatewayError) -> bytes:
-        return b"" if self._relayed_error else envelopes.messages_error_event(error)
+    def _error_event(self, error: GatewayError) -> bytes:
+        return envelopes.messages_error_event(error)
 
 
 class ResponsesPassthrough(_JsonPassthrough):
@@ -157,13 +167,8 @@ class ResponsesPassthrough(_JsonPassthrough):
 _RESPONSES_TERMINALS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-class ResponsesStream:
+class ResponsesStream(_RelayedStream):
     """Responses events: the terminal event carries the whole response and its usage."""
-
-    def __init__(self) -> None:
-        self._usage: Usage | None = None
-        self._terminal: bytes | None = None
-        self._relayed_error = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         name = event.event or _type_of(event)
@@ -176,22 +181,8 @@ class ResponsesStream:
             self._relayed_error = True
         return [event.raw]
 
-    def finish(self) -> list[bytes]:
-        return []
-
-    @property
-    def complete(self) -> bool:
-        return self._terminal is not None
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._usage
-
-    def terminal(self) -> bytes:
-        return self._terminal or b""
-
-    def error_event(self, error: GatewayError) -> bytes:
-        return b"" if self._relayed_error else envelopes.responses_error_event(error)
+    def _error_event(self, error: GatewayError) -> bytes:
+        return envelopes.responses_error_event(error)
 
 
 def _type_of(event: SSEEvent) -> str:
