@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from otari_gateway.store.engine import create_engine, session_factory
 
@@ -26,6 +26,13 @@ class Database:
         """A session whose transaction commits on success and rolls back on error."""
         async with self._sessions() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A bare connection in a transaction, for hot-path Core statements: no ORM session
+        bookkeeping."""
+        async with self.engine.begin() as connection:
+            yield connection
 
     async def ping(self) -> bool:
         try:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import ColumnElement, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, User
@@ -38,8 +38,8 @@ async def reserve(
 ) -> str | None:
     """Hold amounts against the user's and the key's budgets; the refusing scope or None."""
     try:
-        async with db.session() as session:
-            await _hold(session, user_hold, user_id, key_id, key_hold)
+        async with db.transaction() as connection:
+            await _hold(connection, user_hold, user_id, key_id, key_hold)
     except _Refused as refused:
         return refused.scope
     return None
@@ -53,23 +53,26 @@ class _Refused(Exception):
 
 
 async def _hold(
-    session: AsyncSession, user_hold: Decimal, user_id: str, key_id: str | None, key_hold: Decimal
+    connection: AsyncConnection,
+    user_hold: Decimal,
+    user_id: str,
+    key_id: str | None,
+    key_hold: Decimal,
 ) -> None:
     user_limit = (
         select(Budget.max_budget).where(Budget.budget_id == User.budget_id).scalar_subquery()
     )
     if user_hold > 0:
-        result = await session.execute(
+        result = await connection.execute(
             update(User)
             .where(User.user_id == user_id)
             .where(or_(user_limit.is_(None), User.spend + User.reserved + user_hold <= user_limit))
             .values(reserved=User.reserved + user_hold)
-            .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise _Refused("user")
     if key_id is not None and key_hold > 0:
-        result = await session.execute(
+        result = await connection.execute(
             update(ApiKey)
             .where(ApiKey.id == key_id)
             .where(
@@ -79,9 +82,8 @@ async def _hold(
                 )
             )
             .values(reserved=ApiKey.reserved + key_hold)
-            .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if result.rowcount != 1:
             raise _Refused("key")
 
 
