@@ -205,8 +205,7 @@ async def _write_rows(
     db: Database, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
 ) -> None:
     user_params, key_params = _totals(batch)
-    async with db.session() as session:
-        connection = await session.connection()
+    async with db.transaction() as connection:
         await connection.execute(_INSERT_ROWS, rows)
         if user_params:
             await connection.execute(_SETTLE_USER, user_params)
