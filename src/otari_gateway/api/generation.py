@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from otari_gateway.api.body import read_json_object
+from otari_gateway.api.body import read_json_object, wanted_headers
 from otari_gateway.api.errors import REQUEST_ID_HEADER, Envelope, error_response
 from otari_gateway.api.services import Services
 from otari_gateway.api.sse import SSEResponse
@@ -60,8 +60,10 @@ def generation_routes(services: Services) -> list[BaseRoute]:
     limit = services.config.max_request_body_bytes
 
     async def prepare(request: Request) -> tuple[Caller, dict[str, Any]]:
-        caller = await services.authenticator.authenticate(request.headers)
-        return caller, await read_json_object(request, limit)
+        headers = wanted_headers(request.scope)
+        caller = await services.authenticator.authenticate(headers)
+        body = await read_json_object(request.receive, limit, headers.get("content-length"))
+        return caller, body
 
     async def run(request: GatewayRequest) -> Response:
         result = await services.pipeline.run(request)
