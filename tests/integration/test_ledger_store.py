@@ -9,8 +9,11 @@ import anyio
 import pytest
 from sqlalchemy import func, select
 
+from otari_gateway.billing.ledger import LEASE_REQUESTS, Ledger
 from otari_gateway.billing.periods import advance
+from otari_gateway.errors import PermissionDenied
 from otari_gateway.store import ledger
+from otari_gateway.store.access import UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, UsageLog, User
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter, write_batch
@@ -222,5 +225,48 @@ async def test_calendar_reset(database_url: str, alignment: str) -> None:
             "calendar_month": datetime(2026, 3, 1, tzinfo=UTC),
         }[alignment]
         assert (await _user(db)).next_budget_reset_at == expected
+    finally:
+        await db.aclose()
+
+
+def _user_record(max_budget: str) -> UserRecord:
+    return UserRecord(
+        user_id="u1",
+        blocked=False,
+        deleted=False,
+        allowed_models=None,
+        max_budget=D(max_budget),
+        budget_duration_sec=None,
+        reset_alignment=None,
+        next_budget_reset_at=None,
+    )
+
+
+async def test_leases_take_one_round_trip_for_many_holds(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="100")
+        book = Ledger(db)
+        holds = [await book.reserve(_user_record("100"), None, D(1)) for _ in range(LEASE_REQUESTS)]
+        assert (await _user(db)).reserved == D(LEASE_REQUESTS)  # one lease, not 16 holds
+        for hold in holds:
+            book.settled(hold, D("0.5"))
+        await book.return_leases(idle_only=False)
+        # What stays reserved is exactly the cost the usage writer will move to spend.
+        assert (await _user(db)).reserved == D("0.5") * LEASE_REQUESTS
+    finally:
+        await db.aclose()
+
+
+async def test_leases_shrink_to_single_holds_near_the_end(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="10")
+        book = Ledger(db)
+        for _ in range(10):
+            await book.reserve(_user_record("10"), None, D(1))
+        with pytest.raises(PermissionDenied, match="User 'u1' has exceeded budget limit"):
+            await book.reserve(_user_record("10"), None, D(1))
+        assert (await _user(db)).reserved == D(10)
     finally:
         await db.aclose()

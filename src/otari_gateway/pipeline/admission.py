@@ -225,6 +225,10 @@ class Admission:
             decision = tighter(decision, found)
         return tuple(token_scopes), decision.headers()
 
+    def settled(self, hold: Hold, cost: Decimal) -> None:
+        """Return what a finished request held beyond its cost to this process's leases."""
+        self._ledger.settled(hold, cost)
+
     async def settle_tokens(self, admitted: Admitted, actual: int) -> None:
         """Correct each token-limited scope from the estimate to what was used."""
         for scope in admitted.token_scopes:

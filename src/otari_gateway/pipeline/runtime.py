@@ -45,18 +45,20 @@ class Runtime:
             default_pricing=config.default_pricing,
         )
         self.authenticator = Authenticator(self.db)
+        self.ledger = Ledger(self.db, metrics)
         self.limiter = make_limiter(config.redis_url)
         self.admission = Admission(
             config,
             self.db,
             self.prices,
-            Ledger(self.db, metrics),
+            self.ledger,
             {name: provider_type_of(name, p) for name, p in config.providers.items()},
             self.limiter,
             metrics,
         )
         self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
         self._bus_scope: anyio.CancelScope | None = None
+        self._lease_scope: anyio.CancelScope | None = None
         self.pipeline = Pipeline(
             self.router, self.admission, Settler(self.writer, self.admission, metrics)
         )
@@ -71,8 +73,14 @@ class Runtime:
         for provider in self.providers.values():
             await provider.start()
         group.start_soon(self.writer.run)
+        group.start_soon(self._expire_leases)
         if self._bus is not None:
             group.start_soon(self._run_bus, self._bus)
+
+    async def _expire_leases(self) -> None:
+        with anyio.CancelScope() as scope:
+            self._lease_scope = scope
+            await self.ledger.expire_leases()
 
     async def _run_bus(self, bus: CacheBus) -> None:
         with anyio.CancelScope() as scope:
@@ -83,9 +91,12 @@ class Runtime:
         """Graceful shutdown: every queued usage row is written before the pools close."""
         if self._bus_scope is not None:
             self._bus_scope.cancel()
+        if self._lease_scope is not None:
+            self._lease_scope.cancel()
         try:
             await self.pipeline.drain()
             await self.writer.aclose()
+            await self.ledger.return_leases(idle_only=False)
         finally:
             if self._bus is not None:
                 await self._bus.aclose()
@@ -98,8 +109,10 @@ class Runtime:
         """Drop this process's caches for a topic (from a local write or the bus)."""
         if topic == "keys":
             self.authenticator.forget()
+            self.ledger.invalidate_leases()
         elif topic == "users":
             self.admission.forget()
+            self.ledger.invalidate_leases()
         elif topic == "pricing":
             self.prices.invalidate()
 

@@ -86,6 +86,7 @@ class Settler:
         await self._admission.settle_tokens(admitted, usage.total_tokens if usage else 0)
         price = admitted.price
         cost = cost_of(usage, price) if usage is not None and price is not None else ZERO
+        self._admission.settled(admitted.hold, cost)
         await self._writer.submit(self._record(outcome, admitted.user_id, usage, cost, admitted))
         self._observe(outcome, usage, cost)
 
@@ -113,6 +114,7 @@ class Settler:
             status_code=outcome.status,
             latency_ms=outcome.latency_ms,
             error_message=outcome.error,
-            user_hold=admitted.hold.user_amount if admitted else ZERO,
-            key_hold=admitted.hold.key_amount if admitted else ZERO,
+            # The cost moves from reserved to spend; the rest of the hold went back to the lease.
+            user_hold=cost if admitted and admitted.hold.user_amount else ZERO,
+            key_hold=cost if admitted and admitted.hold.key_amount else ZERO,
         )

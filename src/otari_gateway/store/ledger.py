@@ -90,21 +90,20 @@ async def _hold(
 async def release(
     db: Database, *, user_id: str, user_hold: Decimal, key_id: str | None, key_hold: Decimal
 ) -> None:
-    """Give holds back without charging (used when settlement cannot be queued)."""
-    async with db.session() as session:
-        if user_hold > 0:
-            await session.execute(
+    """Give held headroom back without charging. The amount may be negative: a lease whose
+    requests cost more than they held puts the difference back into ``reserved``."""
+    async with db.transaction() as connection:
+        if user_hold != 0:
+            await connection.execute(
                 update(User)
                 .where(User.user_id == user_id)
                 .values(reserved=User.reserved - user_hold)
-                .execution_options(synchronize_session=False)
             )
-        if key_id is not None and key_hold > 0:
-            await session.execute(
+        if key_id is not None and key_hold != 0:
+            await connection.execute(
                 update(ApiKey)
                 .where(ApiKey.id == key_id)
                 .values(reserved=ApiKey.reserved - key_hold)
-                .execution_options(synchronize_session=False)
             )
 
 
