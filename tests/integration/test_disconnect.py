@@ -12,7 +12,6 @@ stream with an error event instead of a hang.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 import urllib.request
@@ -32,6 +31,7 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import SseReply
 from tests.integration.conftest import MASTER_KEY, create_key
 from tests.integration.gateway_process import GatewayProcess
+from tests.integration.raw_stream import read_one_event_then_hang_up
 
 STREAM_INTERVAL = 0.2
 # 40 words: the echoed answer streams in ~45 events, about 9 s at STREAM_INTERVAL.
@@ -155,35 +155,6 @@ def slow(slow_stack: SlowStack) -> SlowStack:
     return slow_stack
 
 
-async def _open_stream_then_hang_up(port: int, key: str, path: str, body: dict[str, Any]) -> bytes:
-    """POST a streaming request on a raw socket, read the first event, close the socket."""
-    payload = orjson.dumps(body)
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\n"
-        "Content-Type: application/json\r\n"
-        "Accept: text/event-stream\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    ).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    received = b""
-    try:
-        writer.write(head + payload)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            while b"data:" not in received or not received.rstrip(b"\r\n").endswith(b"}"):
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                received += chunk
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    return received
-
-
 async def _wait_for_record(
     fake: _ObservedStreams, within: float = FULL_STREAM_SECONDS
 ) -> StreamRecord:
@@ -214,7 +185,7 @@ async def _hang_up_and_check(
     stack: SlowStack, fake: _ObservedStreams, path: str, body: dict[str, Any]
 ) -> StreamRecord:
     started = time.monotonic()
-    received = await _open_stream_then_hang_up(stack.port, stack.key, path, body)
+    received = await read_one_event_then_hang_up(stack.port, stack.key, path, body)
     assert b" 200 " in received.split(b"\r\n", 1)[0], received[:300]
     assert b"data:" in received
     record = await _wait_for_record(fake)

@@ -44,6 +44,7 @@ from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.conftest import MASTER_KEY, Stack, create_key
 from tests.integration.gateway_process import GatewayProcess, free_port
+from tests.integration.raw_stream import read_one_event_then_hang_up
 
 REQUEST_ID = "x-otari-request-id"
 MICRO = Decimal("0.000001")
@@ -562,36 +563,6 @@ def slow_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlowGatew
             gateway.stop()
 
 
-async def _read_one_event_then_hang_up(
-    port: int, key: str, path: str, body: dict[str, Any]
-) -> bytes:
-    payload = orjson.dumps(body)
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\n"
-        "Content-Type: application/json\r\n"
-        "Accept: text/event-stream\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    ).encode()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    received = b""
-    try:
-        writer.write(head + payload)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            while b"data:" not in received or not received.rstrip(b"\r\n").endswith(b"}"):
-                chunk = await reader.read(65536)
-                if not chunk:
-                    break
-                received += chunk
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
-    return received
-
-
 def _request_id_of(received: bytes) -> str:
     head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     status_line, *lines = head.split("\r\n")
@@ -634,7 +605,7 @@ def test_client_gone_mid_stream_is_billed_for_its_input(
 ) -> None:
     path, body, model, provider = DISCONNECTS[surface]
     received = asyncio.run(
-        _read_one_event_then_hang_up(slow_gateway.process.port, slow_gateway.key, path, body)
+        read_one_event_then_hang_up(slow_gateway.process.port, slow_gateway.key, path, body)
     )
     assert b"data:" in received
     request_id = _request_id_of(received)
