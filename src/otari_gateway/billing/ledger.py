@@ -204,4 +204,7 @@ class Ledger:
         """Return idle leases, forever (until cancelled at shutdown)."""
         while True:
             await anyio.sleep(_EXPIRY_TICK_SECONDS)
-            await self.return_leases()
+            # Shielded: leases taken out of the book must reach the database even when
+            # shutdown cancels this loop mid-return.
+            with anyio.CancelScope(shield=True):
+                await self.return_leases()
