@@ -59,6 +59,7 @@ class Runtime:
         self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
         self._bus_scope: anyio.CancelScope | None = None
         self._lease_scope: anyio.CancelScope | None = None
+        self._leases_stopped: anyio.Event | None = None
         self.pipeline = Pipeline(
             self.router, self.admission, Settler(self.writer, self.admission, metrics)
         )
@@ -73,14 +74,19 @@ class Runtime:
         for provider in self.providers.values():
             await provider.start()
         group.start_soon(self.writer.run)
-        group.start_soon(self._expire_leases)
+        # Made here, inside the event loop; cancelling it before the task enters it is fine.
+        self._lease_scope = anyio.CancelScope()
+        self._leases_stopped = anyio.Event()
+        group.start_soon(self._expire_leases, self._lease_scope, self._leases_stopped)
         if self._bus is not None:
             group.start_soon(self._run_bus, self._bus)
 
-    async def _expire_leases(self) -> None:
-        with anyio.CancelScope() as scope:
-            self._lease_scope = scope
-            await self.ledger.expire_leases()
+    async def _expire_leases(self, scope: anyio.CancelScope, stopped: anyio.Event) -> None:
+        try:
+            with scope:
+                await self.ledger.expire_leases()
+        finally:
+            stopped.set()
 
     async def _run_bus(self, bus: CacheBus) -> None:
         with anyio.CancelScope() as scope:
@@ -93,6 +99,9 @@ class Runtime:
             self._bus_scope.cancel()
         if self._lease_scope is not None:
             self._lease_scope.cancel()
+        if self._leases_stopped is not None:
+            # A return in progress finishes (it is shielded) before the pool closes.
+            await self._leases_stopped.wait()
         try:
             await self.pipeline.drain()
             await self.writer.aclose()
