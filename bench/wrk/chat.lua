@@ -10,7 +10,8 @@
 -- done() prints one machine-readable line for bench/report.py:
 --   BENCH_WRK {"requests":…,"rps":…,"p50_us":…,"p99_us":…,"non_2xx":…,…}
 
-local STREAM = false
+-- chat_stream.lua sets BENCH_STREAM before loading this file.
+local STREAM = BENCH_STREAM == true
 
 local function setting(args, index, env_name, default)
    local value = args and args[index]

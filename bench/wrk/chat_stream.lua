@@ -11,41 +11,6 @@
 -- done() prints one machine-readable line for bench/report.py:
 --   BENCH_WRK {"requests":…,"rps":…,"p50_us":…,"p99_us":…,"non_2xx":…,…}
 
-local STREAM = true
-
-local function setting(args, index, env_name, default)
-   local value = args and args[index]
-   if value == nil or value == "" then value = os.getenv(env_name) end
-   if value == nil or value == "" then value = default end
-   return value
-end
-
-function init(args)
-   local model = setting(args, 1, "BENCH_MODEL", "gpt-4o-mini")
-   local key = setting(args, 2, "BENCH_KEY", "sk-bench")
-   local user = setting(args, 3, "BENCH_USER", "bench-user")
-   wrk.method = "POST"
-   wrk.headers["Authorization"] = "Bearer " .. key
-   wrk.headers["Content-Type"] = "application/json"
-   wrk.headers["Accept"] = STREAM and "text/event-stream" or "application/json"
-   wrk.body = string.format(
-      '{"model":"%s","stream":%s,"user":"%s","max_tokens":64,"temperature":0.2,'
-         .. '"messages":[{"role":"system","content":"You are a concise assistant."},'
-         .. '{"role":"user","content":"In one sentence: why do web services use load balancers?"}]}',
-      model, STREAM and "true" or "false", user)
-end
-
-function done(summary, latency, requests)
-   local e = summary.errors
-   local seconds = summary.duration / 1e6
-   local n = summary.requests
-   io.write(string.format(
-      'BENCH_WRK {"script":"%s","requests":%d,"duration_us":%d,"rps":%.2f,'
-         .. '"p50_us":%d,"p90_us":%d,"p99_us":%d,"mean_us":%.1f,"max_us":%d,'
-         .. '"bytes":%d,"bytes_per_req":%.1f,"non_2xx":%d,"err_connect":%d,'
-         .. '"err_read":%d,"err_write":%d,"err_timeout":%d}\n',
-      STREAM and "chat_stream" or "chat", n, summary.duration, n / seconds,
-      latency:percentile(50), latency:percentile(90), latency:percentile(99),
-      latency.mean, latency.max, summary.bytes, n > 0 and summary.bytes / n or 0,
-      e.status, e.connect, e.read, e.write, e.timeout))
-end
+BENCH_STREAM = true
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "chat.lua")
