@@ -47,9 +47,6 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
     runtime = Runtime(config, os.environ if environ is None else environ, metrics)
     services = Services(
         config=config,
-        authenticator=runtime.authenticator,
-        router=runtime.router,
-        pipeline=runtime.pipeline,
         runtime=runtime,
         started_at=int(time.time()),
     )

@@ -15,7 +15,7 @@ def require_caller(services: Services) -> Callable[[Request], Awaitable[Caller]]
     """Any valid credential: the master key or an active virtual key."""
 
     async def dependency(request: Request) -> Caller:
-        return await services.authenticator.authenticate(request.headers)
+        return await services.runtime.authenticator.authenticate(request.headers)
 
     return dependency
 
@@ -24,7 +24,7 @@ def require_master(services: Services) -> Callable[[Request], Awaitable[Caller]]
     """The master key only (management endpoints)."""
 
     async def dependency(request: Request) -> Caller:
-        caller = await services.authenticator.authenticate(request.headers)
+        caller = await services.runtime.authenticator.authenticate(request.headers)
         if not caller.is_master:
             raise PermissionDenied(
                 "this endpoint requires the master key", code="master_key_required"

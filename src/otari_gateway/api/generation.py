@@ -61,12 +61,12 @@ def generation_routes(services: Services) -> list[BaseRoute]:
 
     async def prepare(request: Request) -> tuple[Caller, dict[str, Any]]:
         headers = wanted_headers(request.scope)
-        caller = await services.authenticator.authenticate(headers)
+        caller = await services.runtime.authenticator.authenticate(headers)
         body = await read_json_object(request.receive, limit, headers.get("content-length"))
         return caller, body
 
     async def run(request: GatewayRequest) -> Response:
-        result = await services.pipeline.run(request)
+        result = await services.runtime.pipeline.run(request)
         headers = {REQUEST_ID_HEADER: request.request_id, **result.headers}
         if isinstance(result, JSONResult):
             return Response(
@@ -97,7 +97,7 @@ def generation_routes(services: Services) -> list[BaseRoute]:
     async def count_tokens(request: Request, request_id: str) -> Response:
         _, body = await prepare(request)
         model = validate.check_count_tokens(body)
-        services.router.resolve(model)
+        services.runtime.router.resolve(model)
         payload = orjson.dumps({"input_tokens": estimate_input_tokens(body)})
         return Response(
             payload, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}

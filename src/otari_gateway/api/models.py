@@ -33,7 +33,7 @@ def list_models(services: Services) -> list[ModelItem]:
     ]
     items.extend(
         ModelItem(id=alias, created=created, owned_by=target.instance)
-        for alias, target in services.router.aliases.items()
+        for alias, target in services.runtime.router.aliases.items()
     )
     return items
 

@@ -5,17 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from otari_gateway.config import GatewayConfig
-from otari_gateway.pipeline.admission import Authenticator
-from otari_gateway.pipeline.routing import Router
-from otari_gateway.pipeline.run import Pipeline
 from otari_gateway.pipeline.runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
     config: GatewayConfig
-    authenticator: Authenticator
-    router: Router
-    pipeline: Pipeline
     runtime: Runtime
     started_at: int
