@@ -12,7 +12,7 @@ uv:
 		 mkdir -p $(HOME)/.local/bin && ln -sf $(CURDIR)/.uv-bootstrap/bin/uv $(HOME)/.local/bin/uv)
 
 install: uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 $(CONFIG):
 	cp config.example.yml $(CONFIG)

@@ -66,6 +66,7 @@ class GatewayConfig(BaseModel):
     default_pricing: bool = True
     reject_user_mismatch: bool = True
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
+    exact_token_counts: bool = True
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)

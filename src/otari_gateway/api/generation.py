@@ -24,7 +24,7 @@ from otari_gateway.errors import GatewayError, InternalError
 from otari_gateway.pipeline import validate
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.run import JSONResult
-from otari_gateway.pipeline.tokens import estimate_input_tokens
+from otari_gateway.pipeline.tokens import count_input_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -97,8 +97,9 @@ def generation_routes(services: Services) -> list[BaseRoute]:
     async def count_tokens(request: Request, request_id: str) -> Response:
         _, body = await prepare(request)
         model = validate.check_count_tokens(body)
-        services.runtime.router.resolve(model)
-        payload = orjson.dumps({"input_tokens": estimate_input_tokens(body)})
+        target = services.runtime.router.resolve(model)
+        counter = services.runtime.tokenizers.counter(target.model)
+        payload = orjson.dumps({"input_tokens": await count_input_tokens(body, counter)})
         return Response(
             payload, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
         )

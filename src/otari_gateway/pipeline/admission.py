@@ -30,7 +30,8 @@ from otari_gateway.limits.base import tighter
 from otari_gateway.pipeline.cache import TTLCache
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Target
-from otari_gateway.pipeline.tokens import estimate_input_tokens, max_output_tokens
+from otari_gateway.pipeline.tokenizer import Tokenizers
+from otari_gateway.pipeline.tokens import count_input_tokens, max_output_tokens
 from otari_gateway.store import access
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
@@ -143,6 +144,7 @@ class Admission:
         db: Database,
         prices: PriceBook,
         ledger: Ledger,
+        tokenizers: Tokenizers,
         provider_types: Mapping[str, str],
         limiter: Limiter,
         metrics: Metrics | None = None,
@@ -153,6 +155,7 @@ class Admission:
         self._db = db
         self._prices = prices
         self._ledger = ledger
+        self._tokenizers = tokenizers
         self._provider_types = dict(provider_types)
         self._users: TTLCache[UserRecord] = TTLCache(CACHE_SECONDS)
 
@@ -175,7 +178,8 @@ class Admission:
                     code="model_not_allowed",
                 )
         price = await self._price(target)
-        input_tokens = estimate_input_tokens(request.body)
+        counter = self._tokenizers.counter(target.model)
+        input_tokens = await count_input_tokens(request.body, counter)
         output = max_output_tokens(request.body, self._config.budget_estimate_default_output_tokens)
         token_scopes, headers = await self._rate_limit(key, input_tokens + output)
         estimate = Decimal(0)

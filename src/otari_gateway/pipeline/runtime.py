@@ -23,6 +23,7 @@ from otari_gateway.pipeline.cache_bus import CacheBus
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.run import Pipeline
 from otari_gateway.pipeline.settle import Settler
+from otari_gateway.pipeline.tokenizer import Tokenizers
 from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
 from otari_gateway.store.usage_writer import UsageWriter
@@ -47,11 +48,13 @@ class Runtime:
         self.authenticator = Authenticator(self.db)
         self.ledger = Ledger(self.db, metrics)
         self.limiter = make_limiter(config.redis_url)
+        self.tokenizers = Tokenizers(enabled=config.exact_token_counts)
         self.admission = Admission(
             config,
             self.db,
             self.prices,
             self.ledger,
+            self.tokenizers,
             {name: provider_type_of(name, p) for name, p in config.providers.items()},
             self.limiter,
             metrics,
@@ -73,6 +76,9 @@ class Runtime:
         )
         for provider in self.providers.values():
             await provider.start()
+        await self.tokenizers.preload(
+            model for provider in self.config.providers.values() for model in provider.models
+        )
         group.start_soon(self.writer.run)
         # Made here, inside the event loop; cancelling it before the task enters it is fine.
         self._lease_scope = anyio.CancelScope()

@@ -1,6 +1,8 @@
-"""Token estimates for requests whose exact count no upstream reports (count_tokens).
+"""Input-token counts made before the upstream answers: budget holds, token rate limits,
+the charge for a request cut off early, and ``/v1/messages/count_tokens``.
 
-No tokenizer for Claude or Gemini works offline, so the estimate is the common
+Text is counted exactly with tiktoken where the model's encoding is known (``tokenizer``);
+no tokenizer for Claude or Gemini works offline, so theirs is the common
 four-characters-per-token rule over every piece of text the model would read.
 """
 
@@ -8,6 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+import anyio
+
+from otari_gateway.pipeline.tokenizer import INLINE_CHARS, Counter
 
 _CHARS_PER_TOKEN = 4
 _PER_MESSAGE_OVERHEAD = 3
@@ -33,19 +39,31 @@ def _pieces(value: Any) -> Iterator[str | None]:
                 yield from _pieces(item)
 
 
-def estimate_input_tokens(body: Mapping[str, Any]) -> int:
-    """Estimated input tokens of a Chat or Messages body (system, messages, tools)."""
-    chars = 0
+async def count_input_tokens(body: Mapping[str, Any], count: Counter | None = None) -> int:
+    """Input tokens of a Chat, Messages or Responses body (system, messages, tools):
+    exact for the text when ``count`` is given, four characters a token otherwise."""
+    texts: list[str] = []
     images = 0
     for key in ("system", "messages", "tools", "input", "instructions"):
         for piece in _pieces(body.get(key)):
             if piece is None:
                 images += 1
             else:
-                chars += len(piece)
+                texts.append(piece)
+    chars = sum(len(text) for text in texts)
+    if count is None:
+        tokens = -(-chars // _CHARS_PER_TOKEN)
+    elif chars > INLINE_CHARS:
+        tokens = await anyio.to_thread.run_sync(_count_all, texts, count)
+    else:
+        tokens = _count_all(texts, count)
     messages = body.get("messages")
     overhead = _PER_MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
-    return max(1, -(-chars // _CHARS_PER_TOKEN) + images * _IMAGE_TOKENS + overhead)
+    return max(1, tokens + images * _IMAGE_TOKENS + overhead)
+
+
+def _count_all(texts: list[str], count: Counter) -> int:
+    return sum(count(text) for text in texts)
 
 
 _OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
