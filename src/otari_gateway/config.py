@@ -67,6 +67,7 @@ class GatewayConfig(BaseModel):
     reject_user_mismatch: bool = True
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
     exact_token_counts: bool = True
+    budget_lease_ttl_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)

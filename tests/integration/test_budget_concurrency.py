@@ -92,7 +92,9 @@ def test_burst_never_overspends_and_spend_equals_rows(database_url: str, tmp_pat
             while True:
                 user = _call(base, "GET", "/v1/users/burst")
                 rows = _call(base, "GET", "/v1/usage?user_id=burst&limit=1000")
-                if Decimal(str(user["reserved"])) == 0 or time.monotonic() > deadline:
+                written = len([row for row in rows if row["status"] == "success"])
+                settled = Decimal(str(user["reserved"])) == 0 and written == succeeded
+                if settled or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
         finally:

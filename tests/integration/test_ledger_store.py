@@ -7,15 +7,22 @@ from decimal import Decimal
 
 import anyio
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from otari_gateway.billing.ledger import LEASE_REQUESTS, Ledger
 from otari_gateway.billing.periods import advance
 from otari_gateway.errors import PermissionDenied
-from otari_gateway.store import ledger
-from otari_gateway.store.access import UserRecord
+from otari_gateway.store import leases, ledger
+from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
-from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, UsageLog, User
+from otari_gateway.store.models import (
+    ApiKey,
+    Budget,
+    BudgetLease,
+    BudgetResetLog,
+    UsageLog,
+    User,
+)
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter, write_batch
 from otari_gateway.usage import Usage
 
@@ -81,7 +88,7 @@ async def _key(db: Database) -> ApiKey:
         return key
 
 
-def _record(index: int, cost: str, hold: str) -> UsageRecord:
+def _record(index: int, cost: str, lease: str | None = None) -> UsageRecord:
     return UsageRecord(
         id=f"r{index}",
         user_id="u1",
@@ -95,76 +102,102 @@ def _record(index: int, cost: str, hold: str) -> UsageRecord:
         status="success",
         status_code=200,
         latency_ms=5,
-        user_hold=D(hold),
-        key_hold=D(hold),
+        user_lease=lease,
     )
 
 
-async def test_holds_are_all_or_nothing(database_url: str) -> None:
+def _ref(kind: leases.Kind, owner: str, lease_id: str = "L1") -> leases.LeaseRef:
+    return leases.LeaseRef(lease_id, kind, owner, "test-holder")
+
+
+LATER = datetime.now(UTC) + timedelta(hours=1)
+
+
+async def _lease_rows(db: Database) -> list[BudgetLease]:
+    async with db.session() as session:
+        return list((await session.execute(select(BudgetLease))).scalars())
+
+
+async def test_lease_takes_are_conditional(database_url: str) -> None:
     db = Database(database_url)
     try:
         await _seed(db, max_budget="1.00", key_budget="0.50")
-        ok = await ledger.reserve(
-            db, user_id="u1", user_hold=D("0.40"), key_id="k1", key_hold=D("0.40")
-        )
-        assert ok is None
-        refused = await ledger.reserve(
-            db, user_id="u1", user_hold=D("0.20"), key_id="k1", key_hold=D("0.20")
-        )
-        assert refused == "key"
-        assert (await _user(db)).reserved == D("0.40")
+        user_lease, key_lease = _ref("user", "u1", "LU"), _ref("key", "k1", "LK")
+        assert await leases.take(db, user_lease, D("0.40"), expires_at=LATER, new=True)
+        assert await leases.take(db, key_lease, D("0.40"), expires_at=LATER, new=True)
+        assert not await leases.take(db, key_lease, D("0.20"), expires_at=LATER, new=False)
         assert (await _user(db)).reserved == D("0.400000")
-        refused = await ledger.reserve(
-            db, user_id="u1", user_hold=D("0.61"), key_id=None, key_hold=D(0)
-        )
-        assert refused == "user"
+        assert (await _key(db)).reserved == D("0.40")
+        assert not await leases.take(db, user_lease, D("0.61"), expires_at=LATER, new=False)
+        assert await leases.take(db, user_lease, D("0.60"), expires_at=LATER, new=False)
+        amounts = {row.id: row.amount for row in await _lease_rows(db)}
+        assert amounts == {"LU": D("1.00"), "LK": D("0.40")}
+        # A refused new lease leaves no row behind.
+        assert not await leases.take(db, _ref("user", "u1", "L2"), D(1), expires_at=LATER, new=True)
+        assert len(await _lease_rows(db)) == 2
+        with pytest.raises(leases.LeaseGone):
+            await leases.take(db, _ref("user", "u1", "nope"), D(0), expires_at=LATER, new=False)
     finally:
         await db.aclose()
 
 
-async def test_concurrent_holds_never_exceed_budget(database_url: str) -> None:
+async def test_concurrent_leases_never_exceed_budget(database_url: str) -> None:
     db = Database(database_url)
     granted = 0
     try:
         await _seed(db, max_budget="0.000010")
 
-        async def one() -> None:
+        async def one(index: int) -> None:
             nonlocal granted
-            if (
-                await ledger.reserve(
-                    db, user_id="u1", user_hold=D("0.000001"), key_id=None, key_hold=D(0)
-                )
-                is None
-            ):
+            ref = _ref("user", "u1", f"L{index}")
+            if await leases.take(db, ref, D("0.000001"), expires_at=LATER, new=True):
                 granted += 1
 
         async with anyio.create_task_group() as group:
-            for _ in range(40):
-                group.start_soon(one)
+            for index in range(40):
+                group.start_soon(one, index)
         assert granted == 10
         assert (await _user(db)).reserved == D("0.000010")
+        assert sum(row.amount for row in await _lease_rows(db)) == D("0.000010")
     finally:
         await db.aclose()
 
 
-async def test_writer_settles_exactly_in_batches(database_url: str) -> None:
+async def test_writer_charges_exactly_in_batches(database_url: str) -> None:
     db = Database(database_url)
     try:
-        await _seed(db, max_budget=None)
+        await _seed(db, max_budget="1")
+        assert await leases.take(db, _ref("user", "u1"), D("0.5"), expires_at=LATER, new=True)
         writer = UsageWriter(db, flush_interval=0.05, batch_size=7)
         async with anyio.create_task_group() as group:
             group.start_soon(writer.run)
             for index in range(30):
-                await writer.submit(_record(index, "0.000001", "0.000005"))
+                await writer.submit(_record(index, "0.000001", "L1" if index % 2 else None))
             await writer.aclose()
         user, key = await _user(db), await _key(db)
         assert user.spend == D("0.000030")
         assert key.spend == D("0.000030")
-        assert user.reserved == D("-0.000150")  # nothing was reserved in this test
+        # Only the 15 charges held from the lease leave it (and ``reserved``).
+        assert user.reserved == D("0.5") - D("0.000015")
+        assert [row.amount for row in await _lease_rows(db)] == [D("0.5") - D("0.000015")]
         assert key.last_used_at is not None and key.last_used_at.tzinfo is not None
         async with db.session() as session:
             total = (await session.execute(select(func.count()).select_from(UsageLog))).scalar_one()
         assert total == 30
+    finally:
+        await db.aclose()
+
+
+async def test_a_charge_after_the_lease_closed_is_not_given_back_twice(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="1")
+        assert await leases.take(db, _ref("user", "u1"), D("0.5"), expires_at=LATER, new=True)
+        await leases.close(db, "L1")
+        assert (await _user(db)).reserved == 0
+        await write_batch(db, [_record(1, "0.25", "L1")])
+        user = await _user(db)
+        assert (user.spend, user.reserved) == (D("0.25"), 0)
     finally:
         await db.aclose()
 
@@ -249,11 +282,20 @@ async def test_leases_take_one_round_trip_for_many_holds(database_url: str) -> N
         book = Ledger(db)
         holds = [await book.reserve(_user_record("100"), None, D(1)) for _ in range(LEASE_REQUESTS)]
         assert (await _user(db)).reserved == D(LEASE_REQUESTS)  # one lease, not 16 holds
+        assert len({hold.user_lease_id for hold in holds}) == 1
+        (row,) = await _lease_rows(db)
+        assert row.amount == D(LEASE_REQUESTS)
+        await book.return_leases()  # not idle yet: reports what is held in flight
+        assert (await _lease_rows(db))[0].held == D(LEASE_REQUESTS)
         for hold in holds:
             book.settled(hold, D("0.5"))
+        await write_batch(
+            db, [_record(i, "0.5", hold.user_lease_id) for i, hold in enumerate(holds)]
+        )
         await book.return_leases(idle_only=False)
-        # What stays reserved is exactly the cost the usage writer will move to spend.
-        assert (await _user(db)).reserved == D("0.5") * LEASE_REQUESTS
+        user = await _user(db)
+        assert (user.spend, user.reserved) == (D("0.5") * LEASE_REQUESTS, 0)
+        assert await _lease_rows(db) == []
     finally:
         await db.aclose()
 
@@ -268,5 +310,70 @@ async def test_leases_shrink_to_single_holds_near_the_end(database_url: str) -> 
         with pytest.raises(PermissionDenied, match="User 'u1' has exceeded budget limit"):
             await book.reserve(_user_record("10"), None, D(1))
         assert (await _user(db)).reserved == D(10)
+    finally:
+        await db.aclose()
+
+
+async def _expire_all(db: Database) -> None:
+    """Time passing for the leases, injected: every lease's renewal is long overdue."""
+    async with db.session() as session:
+        await session.execute(
+            update(BudgetLease).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+async def test_a_dead_process_leases_are_reaped(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="100", key_budget="100")
+        dead = Ledger(db)
+        key = KeyRecord(
+            id="k1",
+            user_id="u1",
+            is_active=True,
+            expires_at=None,
+            allowed_models=None,
+            max_budget=D(100),
+            budget_duration_sec=None,
+            next_budget_reset_at=None,
+            rpm_limit=None,
+            tpm_limit=None,
+        )
+        held = await dead.reserve(_user_record("100"), key, D(1))
+        assert (await _user(db)).reserved == D(LEASE_REQUESTS)
+        assert (await _key(db)).reserved == D(LEASE_REQUESTS)
+        # The process dies here: no settlement, no return. Another process reaps.
+        await _expire_all(db)
+        survivor = Ledger(db)
+        await survivor.return_leases()
+        assert ((await _user(db)).reserved, (await _key(db)).reserved) == (0, 0)
+        assert await _lease_rows(db) == []
+        # The budget is whole again: the survivor can hold all of it.
+        await survivor.reserve(_user_record("100"), None, D(100))
+        # A row the dead process had queued is charged once, never given back twice.
+        await write_batch(db, [_record(1, "0.5", held.user_lease_id)])
+        user = await _user(db)
+        assert (user.spend, user.reserved) == (D("0.5"), D(100))
+    finally:
+        await db.aclose()
+
+
+async def test_a_process_whose_lease_was_reaped_opens_a_new_one(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="100")
+        clock = [1000.0]
+        stalled = Ledger(db, lease_ttl_seconds=30, clock=lambda: clock[0])
+        first = await stalled.reserve(_user_record("100"), None, D(1))
+        stalled.settled(first, D(0))
+        # The process stalls past its lease's TTL; another process reaps the lease.
+        clock[0] += 31
+        await _expire_all(db)
+        await Ledger(db).return_leases()
+        # Back, it does not trust the lease any more, and opens a new one.
+        second = await stalled.reserve(_user_record("100"), None, D(1))
+        assert second.user_lease_id != first.user_lease_id
+        assert (await _user(db)).reserved == D(LEASE_REQUESTS)
+        assert [row.id for row in await _lease_rows(db)] == [second.user_lease_id]
     finally:
         await db.aclose()

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from otari_gateway.store import budgets_repo, users_repo
-from otari_gateway.store.models import BudgetResetLog
+from otari_gateway.store.models import BudgetLease, BudgetResetLog
 from tests.integration.test_management_app import (
     MASTER_HEADERS,
     Management,
@@ -45,6 +45,18 @@ def set_money(api: Management, user_id: str, spend: str, reserved: str = "0") ->
         user = await users_repo.get_user(session, user_id)
         assert user is not None
         user.spend, user.reserved = Decimal(spend), Decimal(reserved)
+        if Decimal(reserved):
+            # What in-flight requests hold is what their leases report.
+            session.add(
+                BudgetLease(
+                    id=f"lease-{user_id}",
+                    user_id=user_id,
+                    holder="test",
+                    amount=Decimal(reserved),
+                    held=Decimal(reserved),
+                    expires_at=datetime.now(UTC) + timedelta(hours=1),
+                )
+            )
 
     api.session(write)
 

@@ -4,17 +4,22 @@
    against every budget that applies — the user's (through its budget group) and the key's
    own. If any would be exceeded, nothing is held and the request is refused with 403.
 2. Holds come out of this process's *lease* on each budget: headroom taken from the
-   database in one atomic conditional UPDATE (``store.ledger.reserve``: the sum of all
-   leases never exceeds what is left), sized for ``LEASE_REQUESTS`` requests and shrinking
-   to a single request's hold as the budget nears its end. So exactness costs a database
-   round trip per lease, not per request.
+   database in one atomic conditional UPDATE (``store/leases.py``: the sum of all leases
+   never exceeds what is left), sized for ``LEASE_REQUESTS`` requests and shrinking to a
+   single request's hold as the budget nears its end. So exactness costs a database round
+   trip per lease, not per request.
 3. When the request ends, its actual cost is charged in the usage writer's batch
-   (``spend += cost``, ``reserved -= cost``, with the usage row) and the rest of its hold
-   goes back to the lease at once. Upstream failures charge nothing; a client that
-   disconnects is charged what was consumed as far as it is known (at least the input).
-4. A lease unused for ``LEASE_IDLE_SECONDS`` returns its headroom to the database, and all
-   leases return on shutdown, so ``reserved`` drains to 0 soon after traffic stops. (A
-   process killed without shutdown leaves its leases reserved.)
+   (``spend += cost``, and the cost leaves the lease) and the rest of its hold goes back to
+   the lease at once. Upstream failures charge nothing; a client that disconnects is
+   charged what was consumed as far as it is known (at least the input).
+4. Each lease is a database row that reports its in-flight holds (what ``/v1/users`` shows
+   as ``reserved``) a few times a second and is renewed every third of its TTL. A lease
+   unused for ``LEASE_IDLE_SECONDS`` gives its headroom back and closes once its last
+   request is charged; all leases close on shutdown. A process that dies without shutting
+   down stops renewing, and any live process closes its leases a TTL
+   (``budget_lease_ttl_seconds``, 30 s by default) after their last renewal. A process uses
+   a lease only for two thirds of the TTL after the database last confirmed it, so a
+   stalled process never spends headroom that was already reaped.
 
 The bound: spend ≤ max_budget + Σ over in-flight requests of (actual − held)⁺. A request
 that sets max_tokens holds its true worst case for output, so only an input estimate below
@@ -25,9 +30,13 @@ without a budget hold nothing.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import anyio
@@ -35,9 +44,12 @@ import structlog
 
 from otari_gateway.billing.periods import advance
 from otari_gateway.errors import PermissionDenied
+from otari_gateway.store import leases as store_leases
 from otari_gateway.store import ledger as store_ledger
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
+from otari_gateway.store.leases import Kind, LeaseGone, LeaseRef
+from otari_gateway.store.types import utcnow
 from otari_gateway.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -45,33 +57,65 @@ log = structlog.get_logger(__name__)
 ZERO = Decimal(0)
 LEASE_REQUESTS = 16
 LEASE_IDLE_SECONDS = 0.4
-_EXPIRY_TICK_SECONDS = 0.2
+LEASE_TTL_SECONDS = 30.0
+_TICK_SECONDS = 0.2
 
-Scope = tuple[str, str]
+Scope = tuple[Kind, str]
+
+
+@dataclass(eq=False)
+class _Lease:
+    ref: LeaseRef
+    last_used: float
+    confirmed: float
+    available: Decimal = ZERO
+    in_flight: Decimal = ZERO
+    reported: Decimal = ZERO
+    lost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """What one request holds; settled or released exactly once through the usage writer."""
+    """What one request holds; settled or released exactly once."""
 
     user_id: str | None
     key_id: str | None
     user_amount: Decimal = ZERO
     key_amount: Decimal = ZERO
+    user_lease: _Lease | None = field(default=None, compare=False)
+    key_lease: _Lease | None = field(default=None, compare=False)
 
+    @property
+    def user_lease_id(self) -> str | None:
+        return self.user_lease.ref.id if self.user_lease is not None else None
 
-@dataclass
-class _Lease:
-    available: Decimal
-    last_used: float
+    @property
+    def key_lease_id(self) -> str | None:
+        return self.key_lease.ref.id if self.key_lease is not None else None
 
 
 class Ledger:
-    def __init__(self, db: Database, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        metrics: Metrics | None = None,
+        *,
+        lease_ttl_seconds: float = LEASE_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
+        self._clock = clock
         self._metrics = metrics
-        self._leases: dict[Scope, _Lease] = {}
-        self._stale: list[tuple[Scope, _Lease]] = []
+        self._ttl = lease_ttl_seconds
+        self._renew_after = lease_ttl_seconds / 3
+        self._trust_for = lease_ttl_seconds * 2 / 3
+        self._reap_every = min(5.0, lease_ttl_seconds / 6)
+        self._holder = f"{socket.gethostname()[:80]}:{os.getpid()}"
+        self._active: dict[Scope, _Lease] = {}
+        # Leases no longer handed out: their headroom goes back, and they close once their
+        # last in-flight request is charged.
+        self._retired: list[_Lease] = []
+        self._next_reap = 0.0
 
     async def reset_due_periods(
         self, user: UserRecord, key: KeyRecord | None, now: datetime
@@ -107,16 +151,18 @@ class Ledger:
         key_amount = estimate if key is not None and key.max_budget is not None else ZERO
         if user_amount == ZERO and key_amount == ZERO:
             return Hold(user.user_id, key_id)
+        user_lease = key_lease = None
         refused: str | None = None
-        if user_amount > ZERO and not await self._take(("user", user.user_id), user_amount):
-            refused = "user"
-        elif (
-            key_id is not None
-            and key_amount > ZERO
-            and not await self._take(("key", key_id), key_amount)
-        ):
-            refused = "key"
-            self._give(("user", user.user_id), user_amount)
+        if user_amount > ZERO:
+            user_lease = await self._take(("user", user.user_id), user_amount)
+            if user_lease is None:
+                refused = "user"
+        if refused is None and key_id is not None and key_amount > ZERO:
+            key_lease = await self._take(("key", key_id), key_amount)
+            if key_lease is None:
+                refused = "key"
+                if user_lease is not None:
+                    self._give(user_lease, user_amount, ZERO)
         if refused is not None and self._metrics is not None:
             self._metrics.budget_refused(refused)
         if refused == "user":
@@ -127,84 +173,141 @@ class Ledger:
             raise PermissionDenied(
                 f"API key '{key_id}' has exceeded budget limit", code="budget_exceeded"
             )
-        return Hold(user.user_id, key_id, user_amount, key_amount)
+        return Hold(user.user_id, key_id, user_amount, key_amount, user_lease, key_lease)
 
     def settled(self, hold: Hold, cost: Decimal) -> None:
-        """A request ended costing ``cost``: what it held beyond that returns to the leases
-        (the cost itself leaves ``reserved`` with its usage row)."""
-        if hold.user_amount > ZERO and hold.user_id is not None:
-            self._give(("user", hold.user_id), hold.user_amount - cost)
-        if hold.key_amount > ZERO and hold.key_id is not None:
-            self._give(("key", hold.key_id), hold.key_amount - cost)
+        """A request ended costing ``cost``: what it held beyond that returns to its leases
+        (the cost itself leaves the lease with its usage row)."""
+        if hold.user_lease is not None:
+            self._give(hold.user_lease, hold.user_amount, cost)
+        if hold.key_lease is not None:
+            self._give(hold.key_lease, hold.key_amount, cost)
 
-    async def _take(self, scope: Scope, amount: Decimal) -> bool:
-        now = time.monotonic()
-        lease = self._leases.get(scope)
+    def _give(self, lease: _Lease, held: Decimal, cost: Decimal) -> None:
+        lease.in_flight -= held
+        if self._active.get(_scope(lease)) is lease:
+            lease.available += held - cost
+        # A retired lease keeps the remainder until it closes and gives everything back.
+
+    async def _take(self, scope: Scope, amount: Decimal) -> _Lease | None:
+        now = self._clock()
+        lease = self._active.get(scope)
+        if lease is not None and now - lease.confirmed > self._trust_for:
+            self._retire(lease)
+            lease = None
         if lease is not None and lease.available >= amount:
             lease.available -= amount
+            lease.in_flight += amount
             lease.last_used = now
-            return True
+            return lease
         for size in (amount * LEASE_REQUESTS, amount):
-            if await self._extend(scope, size):
-                lease = self._leases.setdefault(scope, _Lease(ZERO, now))
-                lease.available += size - amount
-                lease.last_used = now
-                return True
-        return False
+            grown = await self._grow(scope, lease, size, now)
+            if grown is not None:
+                grown.available += size - amount
+                grown.in_flight += amount
+                grown.last_used = now
+                return grown
+        return None
 
-    async def _extend(self, scope: Scope, size: Decimal) -> bool:
-        kind, ident = scope
-        if kind == "user":
-            refused = await store_ledger.reserve(
-                self._db, user_id=ident, user_hold=size, key_id=None, key_hold=ZERO
-            )
+    async def _grow(
+        self, scope: Scope, lease: _Lease | None, size: Decimal, now: float
+    ) -> _Lease | None:
+        """Add ``size`` to the scope's lease (a new one if there is none); None if the
+        budget has no room for it."""
+        expires_at = utcnow() + timedelta(seconds=self._ttl)
+        if lease is not None:
+            try:
+                if not await store_leases.take(
+                    self._db, lease.ref, size, expires_at=expires_at, new=False
+                ):
+                    return None
+            except LeaseGone:
+                lease.lost = True
+                self._retire(lease)
+            else:
+                lease.confirmed = now
+                return lease
+        kind, owner = scope
+        ref = LeaseRef(secrets.token_hex(16), kind, owner, self._holder)
+        if not await store_leases.take(self._db, ref, size, expires_at=expires_at, new=True):
+            return None
+        fresh = _Lease(ref, last_used=now, confirmed=now)
+        if scope in self._active:
+            # Another request of this scope opened a lease meanwhile: keep that one, and
+            # let this one close once the request holding from it ends.
+            self._retired.append(fresh)
         else:
-            refused = await store_ledger.reserve(
-                self._db, user_id="", user_hold=ZERO, key_id=ident, key_hold=size
-            )
-        return refused is None
+            self._active[scope] = fresh
+        return fresh
 
-    def _give(self, scope: Scope, amount: Decimal) -> None:
-        if amount == ZERO:
-            return
-        lease = self._leases.setdefault(scope, _Lease(ZERO, time.monotonic()))
-        lease.available += amount
+    def _retire(self, lease: _Lease) -> None:
+        scope = _scope(lease)
+        if self._active.get(scope) is lease:
+            del self._active[scope]
+            self._retired.append(lease)
 
     def invalidate_leases(self) -> None:
         """A budget, user or key changed: take no more from the current leases (they are
-        returned on the next tick), so the change applies from the next request."""
-        self._stale.extend(self._leases.items())
-        self._leases.clear()
+        given back on the next tick), so the change applies from the next request."""
+        for lease in list(self._active.values()):
+            self._retire(lease)
 
     async def return_leases(self, *, idle_only: bool = True) -> None:
-        """Give unused headroom back to the database (idle leases, or all at shutdown)."""
-        now = time.monotonic()
-        returning, self._stale = self._stale, []
-        for scope, lease in list(self._leases.items()):
+        """Retire idle leases (or all, at shutdown), give back their headroom, close the
+        drained ones and report and renew the open ones."""
+        now = self._clock()
+        for lease in list(self._active.values()):
             if not idle_only or now - lease.last_used >= LEASE_IDLE_SECONDS:
-                del self._leases[scope]
-                returning.append((scope, lease))
-        for scope, lease in returning:
-            if lease.available == ZERO:
+                self._retire(lease)
+        try:
+            await self._settle_retired(closing=not idle_only)
+            for lease in [*self._active.values(), *self._retired]:
+                await self._report(lease, now)
+            if now >= self._next_reap:
+                self._next_reap = now + self._reap_every
+                reaped = await store_leases.reap_expired(self._db, utcnow())
+                if reaped:
+                    log.warning("lease.reaped", leases=reaped)
+        except Exception as exc:  # noqa: BLE001 -- the database is down: retry next tick
+            log.warning("lease.maintenance_failed", error=type(exc).__name__)
+
+    async def _settle_retired(self, *, closing: bool) -> None:
+        for lease in list(self._retired):
+            if lease.lost:
+                if lease.in_flight <= ZERO or closing:
+                    self._retired.remove(lease)
                 continue
-            kind, ident = scope
-            try:
-                await store_ledger.release(
-                    self._db,
-                    user_id=ident if kind == "user" else "",
-                    user_hold=lease.available if kind == "user" else ZERO,
-                    key_id=ident if kind == "key" else None,
-                    key_hold=lease.available if kind == "key" else ZERO,
-                )
-            except Exception:  # noqa: BLE001 -- the database is down: keep it, retry next tick
-                log.warning("lease.return_failed", scope=kind)
-                self._stale.append((scope, lease))
+            if lease.available > ZERO:
+                if not await store_leases.give_back(self._db, lease.ref, lease.available):
+                    lease.lost = True
+                lease.available = ZERO
+            if lease.in_flight <= ZERO or closing:
+                await store_leases.close(self._db, lease.ref.id)
+                self._retired.remove(lease)
+
+    async def _report(self, lease: _Lease, now: float) -> None:
+        if lease.lost or (
+            lease.in_flight == lease.reported and now - lease.confirmed < self._renew_after
+        ):
+            return
+        held = max(lease.in_flight, ZERO)
+        expires_at = utcnow() + timedelta(seconds=self._ttl)
+        if await store_leases.renew(self._db, lease.ref.id, held=held, expires_at=expires_at):
+            lease.reported = lease.in_flight
+            lease.confirmed = now
+        else:
+            lease.lost = True
+            self._retire(lease)
 
     async def expire_leases(self) -> None:
-        """Return idle leases, forever (until cancelled at shutdown)."""
+        """Lease upkeep, forever (until cancelled at shutdown)."""
         while True:
-            await anyio.sleep(_EXPIRY_TICK_SECONDS)
-            # Shielded: leases taken out of the book must reach the database even when
+            await anyio.sleep(_TICK_SECONDS)
+            # Shielded: headroom taken out of the book must reach the database even when
             # shutdown cancels this loop mid-return.
             with anyio.CancelScope(shield=True):
                 await self.return_leases()
+
+
+def _scope(lease: _Lease) -> Scope:
+    return lease.ref.kind, lease.ref.owner

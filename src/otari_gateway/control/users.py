@@ -7,17 +7,20 @@ zero spend, and its old keys stay inactive.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from otari_gateway.billing.periods import next_reset
 from otari_gateway.control.changes import ChangeListener
 from otari_gateway.control.usage import UsageFilter, UsageRowView, row_view
 from otari_gateway.control.values import UNSET, Page, Unset, check_allowed_models
 from otari_gateway.errors import Conflict, NotFound
-from otari_gateway.store import budgets_repo, usage_repo, users_repo
+from otari_gateway.store import budgets_repo, leases, usage_repo, users_repo
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import Budget, User
 from otari_gateway.store.types import utcnow
@@ -62,12 +65,19 @@ class UserPatch:
     metadata: dict[str, Any] | Unset | None = UNSET
 
 
-def _view(user: User) -> UserView:
+async def _views(session: AsyncSession, users: Sequence[User]) -> list[UserView]:
+    """The users as the API shows them: ``reserved`` is what their in-flight requests hold,
+    as the budget leases report it (the headroom leased beyond that is not shown)."""
+    held = await leases.held_by_users(session, (user.user_id for user in users))
+    return [_view(user, held.get(user.user_id, ZERO)) for user in users]
+
+
+def _view(user: User, held: Decimal) -> UserView:
     return UserView(
         user_id=user.user_id,
         alias=user.alias,
         spend=user.spend,
-        reserved=user.reserved,
+        reserved=held,
         budget_id=user.budget_id,
         allowed_models=None if user.allowed_models is None else list(user.allowed_models),
         budget_started_at=user.budget_started_at,
@@ -121,8 +131,8 @@ class UserService:
             if existing is None and not created:
                 # Another request created this id between our read and our insert.
                 raise _exists(spec.user_id)
-            # A revived user starts from zero spend, like a new one; ``reserved`` is left
-            # alone because in-flight requests may still settle against it.
+            # A revived user starts from zero spend, like a new one; its leases are left
+            # alone because in-flight requests may still settle against them.
             user.deleted_at = None
             user.spend = ZERO
             user.alias = spec.alias
@@ -132,18 +142,20 @@ class UserService:
             user.updated_at = now
             _assign_budget(user, budget, now)
             await session.flush()
-            view = _view(user)
+            (view,) = await _views(session, [user])
         self._changes.users_changed()
         return view
 
     async def list_users(self, page: Page) -> list[UserView]:
         async with self._db.session() as session:
             users = await users_repo.list_users(session, skip=page.skip, limit=page.limit)
-            return [_view(user) for user in users]
+            return await _views(session, users)
 
     async def get(self, user_id: str) -> UserView:
         async with self._db.session() as session:
-            return _view(_live(await users_repo.get_user(session, user_id), user_id))
+            user = _live(await users_repo.get_user(session, user_id), user_id)
+            (view,) = await _views(session, [user])
+            return view
 
     async def update(self, user_id: str, patch: UserPatch) -> UserView:
         now = utcnow()
@@ -165,7 +177,7 @@ class UserService:
                 user.metadata_ = dict(patch.metadata)
             user.updated_at = now
             await session.flush()
-            view = _view(user)
+            (view,) = await _views(session, [user])
         self._changes.users_changed()
         return view
 

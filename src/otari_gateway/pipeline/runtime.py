@@ -46,7 +46,7 @@ class Runtime:
             default_pricing=config.default_pricing,
         )
         self.authenticator = Authenticator(self.db)
-        self.ledger = Ledger(self.db, metrics)
+        self.ledger = Ledger(self.db, metrics, lease_ttl_seconds=config.budget_lease_ttl_seconds)
         self.limiter = make_limiter(config.redis_url)
         self.tokenizers = Tokenizers(enabled=config.exact_token_counts)
         self.admission = Admission(

@@ -114,7 +114,8 @@ class Settler:
             status_code=outcome.status,
             latency_ms=outcome.latency_ms,
             error_message=outcome.error,
-            # The cost moves from reserved to spend; the rest of the hold went back to the lease.
-            user_hold=cost if admitted and admitted.hold.user_amount else ZERO,
-            key_hold=cost if admitted and admitted.hold.key_amount else ZERO,
+            # The cost is charged from the leases the hold came from; the rest of the hold
+            # went back to them already.
+            user_lease=admitted.hold.user_lease_id if admitted else None,
+            key_lease=admitted.hold.key_lease_id if admitted else None,
         )

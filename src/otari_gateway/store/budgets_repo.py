@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from otari_gateway.store.leases import held_by_budgets
 from otari_gateway.store.models import Budget, BudgetResetLog, User
 from otari_gateway.store.types import Money
 
@@ -54,15 +55,15 @@ async def totals(session: AsyncSession, budget_ids: Iterable[str]) -> dict[str, 
             User.budget_id,
             func.count(),
             type_coerce(func.sum(User.spend), Money()),
-            type_coerce(func.sum(User.reserved), Money()),
         )
         .where(User.budget_id.in_(ids), User.deleted_at.is_(None))
         .group_by(User.budget_id)
     )
     rows = (await session.execute(statement)).all()
+    held = await held_by_budgets(session, ids)
     return {
-        str(budget_id): BudgetTotals(int(count), spend or ZERO, reserved or ZERO)
-        for budget_id, count, spend, reserved in rows
+        str(budget_id): BudgetTotals(int(count), spend or ZERO, held.get(str(budget_id), ZERO))
+        for budget_id, count, spend in rows
     }
 
 

@@ -1,14 +1,6 @@
-"""Budget holds in the database: atomic conditional reservations and lazy period resets.
+"""Budget periods in the database: lazy resets, once per period across every process.
 
-A reservation is one transaction of conditional UPDATEs, one per budget that applies:
-``reserved += hold`` only where ``spend + reserved + hold <= max_budget``. If any scope
-refuses, the transaction rolls back, so a request holds against every budget or none. No
-read-then-write: the condition is evaluated by the database under its row lock (PostgreSQL)
-or its single writer (SQLite), which is what keeps concurrent workers and processes exact.
-
-Settlement (``spend += cost``, ``reserved -= hold``) happens in the usage writer's batch,
-in the same transaction that inserts the usage rows, so recorded spend always equals the
-sum of the usage rows.
+(Holds against budgets live in ``store/leases.py``; charges in ``store/usage_writer.py``.)
 """
 
 from __future__ import annotations
@@ -19,92 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import ColumnElement, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, insert, select, update
 
 from otari_gateway.store.database import Database
-from otari_gateway.store.models import ApiKey, Budget, BudgetResetLog, User
+from otari_gateway.store.models import ApiKey, BudgetResetLog, User
 
 RESET_ATTEMPTS = 3
-
-
-async def reserve(
-    db: Database,
-    *,
-    user_id: str,
-    user_hold: Decimal,
-    key_id: str | None,
-    key_hold: Decimal,
-) -> str | None:
-    """Hold amounts against the user's and the key's budgets; the refusing scope or None."""
-    try:
-        async with db.transaction() as connection:
-            await _hold(connection, user_hold, user_id, key_id, key_hold)
-    except _Refused as refused:
-        return refused.scope
-    return None
-
-
-class _Refused(Exception):
-    """Raised inside the reservation transaction so that it rolls back as a whole."""
-
-    def __init__(self, scope: str) -> None:
-        self.scope = scope
-
-
-async def _hold(
-    connection: AsyncConnection,
-    user_hold: Decimal,
-    user_id: str,
-    key_id: str | None,
-    key_hold: Decimal,
-) -> None:
-    user_limit = (
-        select(Budget.max_budget).where(Budget.budget_id == User.budget_id).scalar_subquery()
-    )
-    if user_hold > 0:
-        result = await connection.execute(
-            update(User)
-            .where(User.user_id == user_id)
-            .where(or_(user_limit.is_(None), User.spend + User.reserved + user_hold <= user_limit))
-            .values(reserved=User.reserved + user_hold)
-        )
-        if result.rowcount != 1:
-            raise _Refused("user")
-    if key_id is not None and key_hold > 0:
-        result = await connection.execute(
-            update(ApiKey)
-            .where(ApiKey.id == key_id)
-            .where(
-                or_(
-                    ApiKey.max_budget.is_(None),
-                    ApiKey.spend + ApiKey.reserved + key_hold <= ApiKey.max_budget,
-                )
-            )
-            .values(reserved=ApiKey.reserved + key_hold)
-        )
-        if result.rowcount != 1:
-            raise _Refused("key")
-
-
-async def release(
-    db: Database, *, user_id: str, user_hold: Decimal, key_id: str | None, key_hold: Decimal
-) -> None:
-    """Give held headroom back without charging. The amount may be negative: a lease whose
-    requests cost more than they held puts the difference back into ``reserved``."""
-    async with db.transaction() as connection:
-        if user_hold != 0:
-            await connection.execute(
-                update(User)
-                .where(User.user_id == user_id)
-                .values(reserved=User.reserved - user_hold)
-            )
-        if key_id is not None and key_hold != 0:
-            await connection.execute(
-                update(ApiKey)
-                .where(ApiKey.id == key_id)
-                .values(reserved=ApiKey.reserved - key_hold)
-            )
 
 
 NextDue = Callable[[datetime], datetime | None]

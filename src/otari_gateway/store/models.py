@@ -61,6 +61,7 @@ class User(Base):
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     allowed_models: Mapped[list[str] | None] = mapped_column(JSON)
     spend: Mapped[Decimal] = mapped_column(Money(), default=ZERO)
+    # The sum of this user's budget leases (in-flight holds included); see store/leases.py.
     reserved: Mapped[Decimal] = mapped_column(Money(), default=ZERO)
     budget_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     next_budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -94,6 +95,24 @@ class ApiKey(Base):
     next_budget_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rpm_limit: Mapped[int | None] = mapped_column(Integer)
     tpm_limit: Mapped[int | None] = mapped_column(Integer)
+
+
+class BudgetLease(Base):
+    """Budget headroom one gateway process has taken (see ``store/leases.py``)."""
+
+    __tablename__ = "budget_leases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.user_id", ondelete="CASCADE"), index=True
+    )
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    holder: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    held: Mapped[Decimal] = mapped_column(Money())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class ModelPrice(Base):

@@ -3,9 +3,10 @@
 Requests hand a finished ``UsageRecord`` to ``submit``; a background loop writes what has
 gathered every ``flush_interval`` seconds (or sooner once ``batch_size`` rows wait), and
 everything left on ``aclose`` (graceful shutdown). Each batch is ONE transaction that inserts
-the usage rows and settles the ledger for them (``spend += cost``, ``reserved -= hold`` per
-user and key), so recorded spend always equals the sum of the usage rows. The queue is
-bounded: when the database falls behind, ``submit`` waits instead of growing memory.
+the usage rows and settles the ledger for them (``spend += cost`` per user and key, and the
+cost leaves the budget lease it was held from), so recorded spend always equals the sum of
+the usage rows. The queue is bounded: when the database falls behind, ``submit`` waits
+instead of growing memory.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any, cast
 
 import anyio
 import structlog
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otari_gateway.store.database import Database
-from otari_gateway.store.models import ApiKey, UsageLog, User
-from otari_gateway.store.types import Money, UTCDateTime
+from otari_gateway.store.models import ApiKey, BudgetLease, UsageLog, User
 from otari_gateway.usage import Usage
 
 log = structlog.get_logger(__name__)
@@ -48,8 +49,9 @@ class UsageRecord:
     status_code: int
     latency_ms: int
     error_message: str | None = None
-    user_hold: Decimal = ZERO
-    key_hold: Decimal = ZERO
+    # The budget leases the request's holds came from (store/leases.py), if it held any.
+    user_lease: str | None = None
+    key_lease: str | None = None
 
     def row(self) -> dict[str, Any]:
         return {
@@ -75,47 +77,60 @@ class UsageRecord:
 
 _users = cast(Table, User.__table__)
 _keys = cast(Table, ApiKey.__table__)
+_leases = cast(Table, BudgetLease.__table__)
 # Core, not ORM, inserts: the ORM's per-row bookkeeping is pure cost for append-only rows.
 _INSERT_ROWS = insert(cast(Table, UsageLog.__table__))
-_SETTLE_USER = (
-    update(_users)
-    .where(_users.c.user_id == bindparam("b_user"))
-    .values(
-        spend=_users.c.spend + bindparam("b_cost", type_=Money()),
-        reserved=_users.c.reserved - bindparam("b_hold", type_=Money()),
-    )
-)
-_SETTLE_KEY = (
-    update(_keys)
-    .where(_keys.c.id == bindparam("b_key"))
-    .values(
-        spend=_keys.c.spend + bindparam("b_cost", type_=Money()),
-        reserved=_keys.c.reserved - bindparam("b_hold", type_=Money()),
-        last_used_at=bindparam("b_used", type_=UTCDateTime()),
-    )
-)
 
 
-def _totals(records: Sequence[UsageRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    users: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])
-    keys: dict[str, list[Any]] = defaultdict(lambda: [ZERO, ZERO, None])
+@dataclass(slots=True)
+class _Charge:
+    """What one batch charges one user or key through one lease (or without a lease)."""
+
+    cost: Decimal = ZERO
+    last_used: datetime | None = None
+
+
+def _charges(
+    records: Sequence[UsageRecord],
+) -> tuple[dict[tuple[str, str | None], _Charge], dict[tuple[str, str | None], _Charge]]:
+    users: dict[tuple[str, str | None], _Charge] = defaultdict(_Charge)
+    keys: dict[tuple[str, str | None], _Charge] = defaultdict(_Charge)
     for record in records:
         if record.user_id is not None:
-            users[record.user_id][0] += record.cost
-            users[record.user_id][1] += record.user_hold
+            users[record.user_id, record.user_lease].cost += record.cost
         if record.api_key_id is not None:
-            entry = keys[record.api_key_id]
-            entry[0] += record.cost
-            entry[1] += record.key_hold
-            entry[2] = max(entry[2] or record.timestamp, record.timestamp)
-    user_params = [
-        {"b_user": user, "b_cost": cost, "b_hold": hold} for user, (cost, hold) in users.items()
-    ]
-    key_params = [
-        {"b_key": key, "b_cost": cost, "b_hold": hold, "b_used": used}
-        for key, (cost, hold, used) in keys.items()
-    ]
-    return user_params, key_params
+            charge = keys[record.api_key_id, record.key_lease]
+            charge.cost += record.cost
+            charge.last_used = max(charge.last_used or record.timestamp, record.timestamp)
+    return users, keys
+
+
+def _order(item: tuple[tuple[str, str | None], _Charge]) -> tuple[str, str]:
+    (owner, lease_id), _ = item
+    return owner, lease_id or ""
+
+
+async def _charge(
+    connection: AsyncConnection,
+    table: Table,
+    match: ColumnElement[bool],
+    lease_id: str | None,
+    charge: _Charge,
+) -> None:
+    """``spend += cost``; the cost also leaves the lease and ``reserved``, but only if the
+    lease is still there: a lease closed (or reaped) first already gave back all it had."""
+    values: dict[str, Any] = {"spend": table.c.spend + charge.cost}
+    if lease_id is not None and charge.cost:
+        moved = await connection.execute(
+            update(_leases)
+            .where(_leases.c.id == lease_id)
+            .values(amount=_leases.c.amount - charge.cost)
+        )
+        if moved.rowcount == 1:
+            values["reserved"] = table.c.reserved - charge.cost
+    if charge.last_used is not None:
+        values["last_used_at"] = charge.last_used
+    await connection.execute(update(table).where(match).values(values))
 
 
 class UsageWriter:
@@ -204,13 +219,15 @@ async def write_batch(db: Database, batch: Sequence[UsageRecord]) -> None:
 async def _write_rows(
     db: Database, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
 ) -> None:
-    user_params, key_params = _totals(batch)
+    users, keys = _charges(batch)
     async with db.transaction() as connection:
         await connection.execute(_INSERT_ROWS, rows)
-        if user_params:
-            await connection.execute(_SETTLE_USER, user_params)
-        if key_params:
-            await connection.execute(_SETTLE_KEY, key_params)
+        # Leases before owners, as everywhere in store/leases.py, and owners in id order, so
+        # concurrent batches on PostgreSQL always take row locks in one order.
+        for (user_id, lease_id), charge in sorted(users.items(), key=_order):
+            await _charge(connection, _users, _users.c.user_id == user_id, lease_id, charge)
+        for (key_id, lease_id), charge in sorted(keys.items(), key=_order):
+            await _charge(connection, _keys, _keys.c.id == key_id, lease_id, charge)
 
 
 async def _existing_keys(db: Database, ids: set[str]) -> set[str]:
