@@ -116,6 +116,7 @@ class Ledger:
         # last in-flight request is charged.
         self._retired: list[_Lease] = []
         self._next_reap = 0.0
+        self._growing: dict[Scope, anyio.Lock] = {}
 
     async def reset_due_periods(
         self, user: UserRecord, key: KeyRecord | None, now: datetime
@@ -196,10 +197,29 @@ class Ledger:
             self._retire(lease)
             lease = None
         if lease is not None and lease.available >= amount:
-            lease.available -= amount
-            lease.in_flight += amount
-            lease.last_used = now
-            return lease
+            return self._carve(lease, amount, now)
+        # One database round trip per scope at a time: requests arriving together wait for
+        # it and carve their holds from the grown lease instead of each opening their own.
+        lock = self._growing.setdefault(scope, anyio.Lock())
+        try:
+            async with lock:
+                return await self._take_growing(scope, amount)
+        finally:
+            if not lock.locked() and lock.statistics().tasks_waiting == 0:
+                self._growing.pop(scope, None)
+
+    @staticmethod
+    def _carve(lease: _Lease, amount: Decimal, now: float) -> _Lease:
+        lease.available -= amount
+        lease.in_flight += amount
+        lease.last_used = now
+        return lease
+
+    async def _take_growing(self, scope: Scope, amount: Decimal) -> _Lease | None:
+        now = self._clock()
+        lease = self._active.get(scope)
+        if lease is not None and lease.available >= amount:
+            return self._carve(lease, amount, now)
         for size in (amount * LEASE_REQUESTS, amount):
             grown = await self._grow(scope, lease, size, now)
             if grown is not None:
