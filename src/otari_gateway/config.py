@@ -40,6 +40,10 @@ class ProviderConfig(BaseModel):
     timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
     connect_timeout: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=512, ge=1)
+    native_responses: bool | None = Field(
+        default=None,
+        description="whether the upstream serves /responses itself (unset: the type's default)",
+    )
 
 
 class GatewayConfig(BaseModel):

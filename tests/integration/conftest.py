@@ -66,6 +66,12 @@ def gateway_config(
                 "api_key": local_fake.api_key,
                 "api_base": local_fake.base_url + "/v1",
             },
+            "chatonly": {
+                "provider_type": "openai",
+                "api_key": local_fake.api_key,
+                "api_base": local_fake.base_url + "/v1",
+                "native_responses": False,
+            },
             "slow": {
                 "provider_type": "openai",
                 "api_key": openai_fake.api_key,

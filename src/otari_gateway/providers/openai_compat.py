@@ -19,6 +19,10 @@ CAPABILITIES = Capabilities(
     wire=Wire.OPENAI,
     operations=frozenset({Operation.CHAT, Operation.RESPONSES, Operation.EMBEDDINGS}),
 )
+# Responses requests to these instances are bridged onto Chat Completions by the pipeline.
+WITHOUT_RESPONSES = Capabilities(
+    wire=Wire.OPENAI, operations=CAPABILITIES.operations - {Operation.RESPONSES}
+)
 
 _PATHS = {
     Operation.CHAT: "/chat/completions",
@@ -47,6 +51,8 @@ class OpenAICompatProvider(HttpUpstream):
     capabilities = CAPABILITIES
 
     def __init__(self, instance: str, config: ProviderConfig, api_key: str | None) -> None:
+        if config.native_responses is False:
+            self.capabilities = WITHOUT_RESPONSES
         base_url = config.client_args.get("base_url") or config.api_base or DEFAULT_API_BASE
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         organization = config.client_args.get("organization")
