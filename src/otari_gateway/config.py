@@ -44,6 +44,9 @@ class ProviderConfig(BaseModel):
         default=None,
         description="whether the upstream serves /responses itself (unset: the type's default)",
     )
+    discover_models: bool | None = Field(
+        default=None, description="list the upstream's own models (unset: the global setting)"
+    )
 
 
 class GatewayConfig(BaseModel):
@@ -70,6 +73,10 @@ class GatewayConfig(BaseModel):
     default_pricing: bool = True
     reject_user_mismatch: bool = True
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
+    discover_models: bool = True
+    model_discovery_ttl_seconds: float = Field(default=300.0, gt=0)
+    model_discovery_failure_ttl_seconds: float = Field(default=30.0, gt=0)
+    model_discovery_timeout_seconds: float = Field(default=5.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)

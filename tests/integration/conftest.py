@@ -50,6 +50,9 @@ def gateway_config(
         "master_key": MASTER_KEY,
         "max_request_body_bytes": BODY_LIMIT,
         "enable_metrics": True,
+        # Listing tests here need no upstream call; discovery has its own gateway in
+        # test_models_discovery.py.
+        "discover_models": False,
         "providers": {
             "openai": {
                 "api_key": openai_fake.api_key,

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from otari_gateway.config import ProviderConfig
-from otari_gateway.providers.base import Capabilities, Operation, Wire
+from otari_gateway.errors import UpstreamError
+from otari_gateway.providers.base import Capabilities, DiscoveredModel, Operation, Wire
 from otari_gateway.providers.http import HttpUpstream
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -67,3 +68,21 @@ class OpenAICompatProvider(HttpUpstream):
             paths=_PATHS,
             read_error=read_openai_error,
         )
+
+    async def list_models(self) -> list[DiscoveredModel]:
+        """``GET {api_base}/models``: ``{"data": [{"id", "created", ...}]}``."""
+        body = await self.get_json("/models")
+        entries = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise UpstreamError(
+                f"provider '{self.instance}' listed its models in an unknown format"
+            )
+        return [
+            DiscoveredModel(entry["id"], _seconds(entry.get("created")))
+            for entry in entries
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]
+        ]
+
+
+def _seconds(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
