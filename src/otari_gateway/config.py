@@ -40,6 +40,13 @@ class ProviderConfig(BaseModel):
     timeout: float = Field(default=600.0, gt=0, description="seconds for a whole call")
     connect_timeout: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=512, ge=1)
+    native_responses: bool | None = Field(
+        default=None,
+        description="whether the upstream serves /responses itself (unset: the type's default)",
+    )
+    discover_models: bool | None = Field(
+        default=None, description="list the upstream's own models (unset: the global setting)"
+    )
 
 
 class GatewayConfig(BaseModel):
@@ -68,6 +75,10 @@ class GatewayConfig(BaseModel):
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
     exact_token_counts: bool = True
     budget_lease_ttl_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
+    discover_models: bool = True
+    model_discovery_ttl_seconds: float = Field(default=300.0, gt=0)
+    model_discovery_failure_ttl_seconds: float = Field(default=30.0, gt=0)
+    model_discovery_timeout_seconds: float = Field(default=5.0, gt=0)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     aliases: dict[str, str] = Field(default_factory=dict)
     pricing: dict[str, dict[str, Any]] = Field(default_factory=dict)

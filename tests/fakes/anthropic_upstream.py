@@ -3,7 +3,9 @@
 Serves ``POST /v1/messages`` (JSON, or SSE with ``event:`` lines in the real order:
 message_start, content_block_start, ping, content_block_delta..., content_block_stop,
 message_delta, message_stop; text and tool_use blocks with ``input_json_delta``) and
-``POST /v1/messages/count_tokens``. Requires ``x-api-key`` and ``anthropic-version``.
+``POST /v1/messages/count_tokens`` and ``GET /v1/models`` (paged with ``limit`` and
+``after_id``, ``has_more``/``first_id``/``last_id`` as the real API). Requires
+``x-api-key`` and ``anthropic-version``.
 Errors use ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
 
 Usage: ``input_tokens`` is the word count of system + messages; when a system block
@@ -16,7 +18,7 @@ Content rules are in ``tests.fakes.content``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -24,6 +26,9 @@ import orjson
 from tests.fakes import content as c
 from tests.fakes.server import FakeUpstream, Handler, JsonReply, RecordedRequest, Reply, SseReply
 from tests.fakes.server import sse_frame as frame
+
+DEFAULT_MODELS = ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")
+_MODEL_CREATED_AT = "2025-09-29T00:00:00Z"
 
 _ERRORS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -102,13 +107,21 @@ class FakeAnthropic(FakeUpstream):
     request_id_header = "request-id"
     malformed_json_message = "There was an error parsing the body of your request: invalid JSON"
 
-    def __init__(self, api_key: str = "sk-ant-fake", *, stream_interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        api_key: str = "sk-ant-fake",
+        *,
+        models: Sequence[str] = DEFAULT_MODELS,
+        stream_interval: float = 0.0,
+    ) -> None:
         super().__init__(api_key, stream_interval=stream_interval)
+        self.models = tuple(models)
 
     def routes(self) -> Mapping[tuple[str, str], Handler]:
         return {
             ("POST", "/v1/messages"): self._messages,
             ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("GET", "/v1/models"): self._models,
         }
 
     def error_reply(self, status: int, message: str | None = None) -> JsonReply:
@@ -224,3 +237,26 @@ class FakeAnthropic(FakeUpstream):
         event("message_delta", delta=delta, usage={"output_tokens": usage["output_tokens"]})
         event("message_stop")
         return SseReply(frames)
+
+    def _models(self, request: RecordedRequest) -> Reply:
+        limit = int(request.query.get("limit", "20"))
+        after = request.query.get("after_id")
+        start = self.models.index(after) + 1 if after in self.models else 0
+        page = self.models[start : start + limit]
+        data = [
+            {
+                "type": "model",
+                "id": model,
+                "display_name": model.replace("-", " ").title(),
+                "created_at": _MODEL_CREATED_AT,
+            }
+            for model in page
+        ]
+        return JsonReply(
+            {
+                "data": data,
+                "has_more": start + limit < len(self.models),
+                "first_id": page[0] if page else None,
+                "last_id": page[-1] if page else None,
+            }
+        )

@@ -50,6 +50,9 @@ def gateway_config(
         "master_key": MASTER_KEY,
         "max_request_body_bytes": BODY_LIMIT,
         "enable_metrics": True,
+        # Listing tests here need no upstream call; discovery has its own gateway in
+        # test_models_discovery.py.
+        "discover_models": False,
         "providers": {
             "openai": {
                 "api_key": openai_fake.api_key,
@@ -65,6 +68,12 @@ def gateway_config(
                 "provider_type": "openai",
                 "api_key": local_fake.api_key,
                 "api_base": local_fake.base_url + "/v1",
+            },
+            "chatonly": {
+                "provider_type": "openai",
+                "api_key": local_fake.api_key,
+                "api_base": local_fake.base_url + "/v1",
+                "native_responses": False,
             },
             "slow": {
                 "provider_type": "openai",

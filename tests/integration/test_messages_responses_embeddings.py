@@ -265,18 +265,6 @@ def test_responses_function_call(stack: Stack) -> None:
     assert orjson.loads(call.arguments) == {"query": "tides"}
 
 
-def test_responses_on_anthropic_model_is_refused_in_openai_envelope(stack: Stack) -> None:
-    with stack.openai_client() as client, pytest.raises(openai.BadRequestError) as caught:
-        client.responses.create(model=ANTHROPIC_MODEL, input="hello")
-    error = caught.value
-    assert error.status_code == 400
-    body = orjson.loads(error.response.content)
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"message", "type", "param", "code"}
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-    assert stack.anthropic_fake.requests == []
-
-
 # --------------------------------------------------------------------------- /v1/embeddings
 
 

@@ -204,6 +204,9 @@ class Expected:
     cache_read_tokens: int = 0
 
 
+Case = Callable[[Stack], Expected]
+
+
 def _chat_non_stream(stack: Stack) -> Expected:
     with stack.openai_client() as client:
         raw = client.chat.completions.with_raw_response.create(
@@ -333,20 +336,35 @@ def _messages_stream_translated_to_openai(stack: Stack) -> Expected:
     return Expected(request_id, "gpt-4o", "openai", "messages", PROMPT, COMPLETION)
 
 
-def _responses_stream(stack: Stack) -> Expected:
-    with (
-        stack.openai_client() as client,
-        client.responses.with_streaming_response.create(
-            model="openai:gpt-4o-mini", input=WORDS, stream=True
-        ) as response,
-    ):
-        request_id = response.headers[REQUEST_ID]
-        events = list(response.parse())
-    assert events[-1].type == "response.completed"
-    usage = events[-1].response.usage
-    assert usage is not None
-    assert (usage.input_tokens, usage.output_tokens) == (PROMPT, COMPLETION)
-    return Expected(request_id, "gpt-4o-mini", "openai", "responses", PROMPT, COMPLETION)
+def _responses_stream_on(model: str, upstream_model: str, provider: str) -> Case:
+    def case(stack: Stack) -> Expected:
+        with (
+            stack.openai_client() as client,
+            client.responses.with_streaming_response.create(
+                model=model, input=WORDS, stream=True
+            ) as response,
+        ):
+            request_id = response.headers[REQUEST_ID]
+            events = list(response.parse())
+        assert events[-1].type == "response.completed"
+        usage = events[-1].response.usage
+        assert usage is not None
+        assert (usage.input_tokens, usage.output_tokens) == (PROMPT, COMPLETION)
+        return Expected(request_id, upstream_model, provider, "responses", PROMPT, COMPLETION)
+
+    return case
+
+
+def _responses_translated_to_anthropic(stack: Stack) -> Expected:
+    with stack.openai_client() as client:
+        raw = client.responses.with_raw_response.create(model="claude", input=WORDS)
+        response = raw.parse()
+    assert response.output_text == "echo: " + WORDS
+    assert response.usage is not None
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (PROMPT, COMPLETION)
+    return Expected(
+        raw.headers[REQUEST_ID], "claude-sonnet-4-5", "anthropic", "responses", PROMPT, COMPLETION
+    )
 
 
 def _embeddings(stack: Stack) -> Expected:
@@ -361,7 +379,7 @@ def _embeddings(stack: Stack) -> Expected:
     )
 
 
-CASES: dict[str, Callable[[Stack], Expected]] = {
+CASES: dict[str, Case] = {
     "chat": _chat_non_stream,
     "chat-stream-without-usage": _chat_stream_without_usage,
     "chat-stream-with-usage": _chat_stream_with_usage,
@@ -369,7 +387,11 @@ CASES: dict[str, Callable[[Stack], Expected]] = {
     "messages-stream": _messages_stream,
     "chat-stream-to-anthropic": _chat_stream_translated_to_anthropic,
     "messages-stream-to-openai": _messages_stream_translated_to_openai,
-    "responses-stream": _responses_stream,
+    "responses-stream": _responses_stream_on("openai:gpt-4o-mini", "gpt-4o-mini", "openai"),
+    "responses-to-anthropic": _responses_translated_to_anthropic,
+    "responses-stream-to-anthropic": _responses_stream_on(
+        "anthropic:claude-sonnet-4-5", "claude-sonnet-4-5", "anthropic"
+    ),
     "embeddings": _embeddings,
 }
 

@@ -8,6 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from otari_gateway.config import DEFAULT_MAX_BODY_BYTES, ConfigError, build_config, load_config
+from otari_gateway.providers.base import Operation
 from otari_gateway.providers.registry import build_providers
 
 
@@ -98,3 +99,35 @@ def test_native_key_variable_is_used_when_config_names_none() -> None:
     config = build_config({"providers": {"openai": {}}}, environ={})
     providers = build_providers(config, environ={"OPENAI_API_KEY": "sk-from-env"})
     assert providers["openai"]._headers["Authorization"] == "Bearer sk-from-env"  # type: ignore[attr-defined]
+
+
+def test_responses_support_follows_the_type_unless_the_instance_says_otherwise() -> None:
+    config = build_config(
+        {
+            "providers": {
+                "openai": {},
+                "deepseek": {},
+                "mine": {"provider_type": "openai", "native_responses": False},
+                "box": {
+                    "provider_type": "vllm",
+                    "api_base": "http://h/v1",
+                    "native_responses": True,
+                },
+                "anthropic": {},
+            }
+        },
+        environ={},
+    )
+    providers = build_providers(config, environ={})
+    native = {
+        name: Operation.RESPONSES in provider.capabilities.operations
+        for name, provider in providers.items()
+    }
+    assert native == {
+        "openai": True,
+        "deepseek": False,
+        "mine": False,
+        "box": True,
+        "anthropic": False,
+    }
+    assert Operation.CHAT in providers["mine"].capabilities.operations

@@ -1,15 +1,21 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: configured models and aliases."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the catalog of ``pipeline/model_catalog``.
+
+``?include_errors=true`` (master key only) adds an ``errors`` list naming the instances
+whose upstream could not be listed; without it the shape is exactly OpenAI's.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from otari_gateway.api.auth import require_caller
 from otari_gateway.api.services import Services
-from otari_gateway.errors import NotFound
+from otari_gateway.errors import NotFound, PermissionDenied
+from otari_gateway.pipeline.model_catalog import ListedModel
+from otari_gateway.pipeline.request import Caller
 
 
 class ModelItem(BaseModel):
@@ -19,43 +25,57 @@ class ModelItem(BaseModel):
     owned_by: str
 
 
+class DiscoveryError(BaseModel):
+    instance: str
+    message: str
+
+
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelItem]
+    errors: list[DiscoveryError] | None = None
 
 
-def list_models(services: Services) -> list[ModelItem]:
-    created = services.started_at
-    items = [
-        ModelItem(id=f"{instance}:{model}", created=created, owned_by=instance)
-        for instance, provider in services.config.providers.items()
-        for model in provider.models
-    ]
-    items.extend(
-        ModelItem(id=alias, created=created, owned_by=target.instance)
-        for alias, target in services.runtime.router.aliases.items()
-    )
-    return items
+def _item(model: ListedModel) -> ModelItem:
+    return ModelItem(id=model.id, created=model.created, owned_by=model.owned_by)
 
 
 def models_router(services: Services) -> APIRouter:
-    router = APIRouter(tags=["models"], dependencies=[Depends(require_caller(services))])
+    router = APIRouter(tags=["models"])
+    caller_dependency = Depends(require_caller(services))
 
-    @router.get("/v1/models", response_model=ModelList)
-    async def get_models() -> ModelList:
-        return ModelList(data=list_models(services))
+    @router.get("/v1/models", response_model=ModelList, response_model_exclude_none=True)
+    async def get_models(
+        caller: Caller = caller_dependency,
+        include_errors: bool = Query(
+            False, description="add the instances whose model listing failed (master key)"
+        ),
+    ) -> ModelList:
+        if include_errors and not caller.is_master:
+            raise PermissionDenied(
+                "include_errors requires the master key", code="master_key_required"
+            )
+        listing = await services.runtime.models.listing(services.started_at)
+        errors = None
+        if include_errors:
+            errors = [
+                DiscoveryError(instance=instance, message=message)
+                for instance, message in listing.failures.items()
+            ]
+        return ModelList(data=[_item(model) for model in listing.models], errors=errors)
 
     @router.get(
         "/v1/models/{model_id:path}",
         response_model=ModelItem,
         responses={404: {"description": "Unknown model"}},
+        dependencies=[caller_dependency],
     )
     async def get_model(model_id: str) -> ModelItem:
-        for item in list_models(services):
-            if item.id == model_id:
-                return item
-        raise NotFound(
-            f"The model '{model_id}' does not exist", param="model", code="model_not_found"
-        )
+        found = await services.runtime.models.find(model_id, services.started_at)
+        if found is None:
+            raise NotFound(
+                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+            )
+        return _item(found)
 
     return router

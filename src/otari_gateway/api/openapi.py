@@ -111,7 +111,8 @@ GENERATION_PATHS: dict[str, dict[str, Any]] = {
             "requestBody": _body(
                 ["model"],
                 {"model": _MODEL, "input": {}, "stream": _STREAM},
-                "OpenAI Responses request",
+                "OpenAI Responses request; bridged onto Chat Completions or Anthropic Messages "
+                "for providers without a Responses API (no previous_response_id there)",
             ),
             "responses": _responses(streams=True),
         }

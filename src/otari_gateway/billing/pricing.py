@@ -156,6 +156,17 @@ class PriceBook:
             self._rows = rows
             self._loaded_at = time.monotonic()
 
+    async def priced_selectors(self) -> set[str]:
+        """Selectors with a managed price in effect or a configured one (not genai-prices)."""
+        await self._refresh()
+        now = utcnow()
+        managed = {
+            key
+            for key, versions in self._rows.items()
+            if any(row.effective_at <= now for row in versions)
+        }
+        return managed | set(self._configured)
+
     async def lookup(self, selector: str, provider_type: str, model: str) -> Price | None:
         await self._refresh()
         now = utcnow()

@@ -15,7 +15,7 @@ import anyio
 import structlog
 
 from otari_gateway.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
-from otari_gateway.pipeline import passthrough, translated
+from otari_gateway.pipeline import passthrough, responses_bridge, translated
 from otari_gateway.pipeline.admission import Admission, Admitted
 from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
@@ -35,6 +35,12 @@ _EXCHANGES: Mapping[tuple[Surface, Wire], Exchange] = {
     (Surface.MESSAGES, Wire.OPENAI): translated.MESSAGES_VIA_CHAT,
 }
 
+# Tried when the upstream lacks the operation the exchange above needs.
+_BRIDGES: Mapping[tuple[Surface, Wire], Exchange] = {
+    (Surface.RESPONSES, Wire.OPENAI): responses_bridge.RESPONSES_VIA_CHAT,
+    (Surface.RESPONSES, Wire.ANTHROPIC): responses_bridge.RESPONSES_VIA_MESSAGES,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class JSONResult:
@@ -51,14 +57,15 @@ class StreamResult:
 
 def select_exchange(surface: Surface, target: Target) -> Exchange:
     wire = target.provider.capabilities.wire
-    exchange = _EXCHANGES.get((surface, wire))
-    if exchange is None or exchange.operation not in target.provider.capabilities.operations:
-        raise InvalidRequest(
-            f"provider '{target.instance}' does not support the {surface.value} endpoint",
-            param="model",
-            code="unsupported_endpoint",
-        )
-    return exchange
+    supported = target.provider.capabilities.operations
+    for exchange in (_EXCHANGES.get((surface, wire)), _BRIDGES.get((surface, wire))):
+        if exchange is not None and exchange.operation in supported:
+            return exchange
+    raise InvalidRequest(
+        f"provider '{target.instance}' does not support the {surface.value} endpoint",
+        param="model",
+        code="unsupported_endpoint",
+    )
 
 
 class Pipeline:

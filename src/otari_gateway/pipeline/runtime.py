@@ -20,10 +20,13 @@ from otari_gateway.limits import make_limiter
 from otari_gateway.pipeline.admission import Admission, Authenticator
 from otari_gateway.pipeline.bootstrap import master_key_digest
 from otari_gateway.pipeline.cache_bus import CacheBus
+from otari_gateway.pipeline.model_catalog import ModelCatalog
+from otari_gateway.pipeline.model_discovery import ModelDiscovery
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.run import Pipeline
 from otari_gateway.pipeline.settle import Settler
 from otari_gateway.pipeline.tokenizer import Tokenizers
+from otari_gateway.providers.base import ModelLister
 from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
 from otari_gateway.store.usage_writer import UsageWriter
@@ -66,6 +69,17 @@ class Runtime:
         self.pipeline = Pipeline(
             self.router, self.admission, Settler(self.writer, self.admission, metrics)
         )
+        self.discovery = ModelDiscovery(
+            {
+                name: provider
+                for name, provider in self.providers.items()
+                if isinstance(provider, ModelLister) and _discovers(config, name)
+            },
+            ttl=config.model_discovery_ttl_seconds,
+            failure_ttl=config.model_discovery_failure_ttl_seconds,
+            timeout=config.model_discovery_timeout_seconds,
+        )
+        self.models = ModelCatalog(config, self.router, self.prices, self.discovery)
 
     async def _price_rows(self) -> list[PriceRow]:
         return await load_price_rows(self.db)
@@ -115,6 +129,7 @@ class Runtime:
         finally:
             if self._bus is not None:
                 await self._bus.aclose()
+            await self.discovery.aclose()
             for provider in self.providers.values():
                 await provider.aclose()
             await self.limiter.aclose()
@@ -144,3 +159,8 @@ class Runtime:
 
     def pricing_changed(self) -> None:
         self._changed("pricing")
+
+
+def _discovers(config: GatewayConfig, instance: str) -> bool:
+    own = config.providers[instance].discover_models
+    return config.discover_models if own is None else own

@@ -40,7 +40,7 @@ def _client_body(request: GatewayRequest) -> dict[str, Any]:
     return {k: v for k, v in request.body.items() if k not in GATEWAY_ONLY_FIELDS}
 
 
-def _stream_failure(exc: UpstreamStreamError) -> UpstreamError:
+def stream_failure(exc: UpstreamStreamError) -> UpstreamError:
     return UpstreamError(f"the provider reported an error mid-stream: {exc.message}")
 
 
@@ -91,7 +91,7 @@ class ChatFromMessagesStream:
         try:
             chunks = self._translator.feed(data)
         except UpstreamStreamError as exc:
-            raise _stream_failure(exc) from None
+            raise stream_failure(exc) from None
         return [envelopes.sse_data(chunk) for chunk in chunks]
 
     def finish(self) -> list[bytes]:
@@ -149,7 +149,7 @@ class MessagesFromChatStream:
         try:
             events = self._translator.feed(parse_event_data(event))
         except UpstreamStreamError as exc:
-            raise _stream_failure(exc) from None
+            raise stream_failure(exc) from None
         return [envelopes.sse_event(name, data) for name, data in events]
 
     def finish(self) -> list[bytes]:

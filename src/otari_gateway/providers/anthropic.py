@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from otari_gateway.config import ProviderConfig
-from otari_gateway.providers.base import Capabilities, Operation, Wire
+from otari_gateway.errors import UpstreamError
+from otari_gateway.providers.base import Capabilities, DiscoveredModel, Operation, Wire
 from otari_gateway.providers.http import HttpUpstream
 
 DEFAULT_API_BASE = "https://api.anthropic.com"
@@ -17,6 +19,9 @@ API_VERSION = "2023-06-01"
 CAPABILITIES = Capabilities(wire=Wire.ANTHROPIC, operations=frozenset({Operation.MESSAGES}))
 
 _PATHS = {Operation.MESSAGES: "/v1/messages"}
+# Anthropic pages its model list (at most 1,000 a page); a few pages cover any account.
+_PAGE_SIZE = "1000"
+_MAX_PAGES = 5
 
 
 def read_anthropic_error(body: Any) -> tuple[str | None, str | None, str | None]:
@@ -52,3 +57,35 @@ class AnthropicProvider(HttpUpstream):
             paths=_PATHS,
             read_error=read_anthropic_error,
         )
+
+    async def list_models(self) -> list[DiscoveredModel]:
+        """``GET /v1/models``, following ``has_more``/``last_id`` pages."""
+        models: list[DiscoveredModel] = []
+        params = {"limit": _PAGE_SIZE}
+        for _ in range(_MAX_PAGES):
+            body = await self.get_json("/v1/models", params)
+            entries = body.get("data") if isinstance(body, dict) else None
+            if not isinstance(entries, list):
+                raise UpstreamError(
+                    f"provider '{self.instance}' listed its models in an unknown format"
+                )
+            models.extend(
+                DiscoveredModel(entry["id"], _created(entry.get("created_at")))
+                for entry in entries
+                if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]
+            )
+            last = body.get("last_id")
+            if not body.get("has_more") or not isinstance(last, str):
+                break
+            params = {"limit": _PAGE_SIZE, "after_id": last}
+        return models
+
+
+def _created(value: Any) -> int | None:
+    """Anthropic's RFC 3339 ``created_at`` as Unix seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(value).timestamp())
+    except ValueError:
+        return None

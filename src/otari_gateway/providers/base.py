@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Wire(StrEnum):
@@ -43,6 +43,31 @@ class UpstreamReply:
     status: int
     body: bytes
     content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredModel:
+    """One model an upstream lists; ``created`` is Unix seconds when the upstream says."""
+
+    id: str
+    created: int | None = None
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """An adapter that can ask its upstream which models it serves (``GET /models``).
+
+    Separate from ``Provider`` so an adapter without a listing endpoint simply is not
+    discovered.
+    """
+
+    async def list_models(self) -> list[DiscoveredModel]:
+        """The upstream's models; failures raise the mapped ``GatewayError``.
+
+        The caller bounds the wait (``asyncio.timeout``): discovery must not take a
+        generation call's long timeout.
+        """
+        ...
 
 
 class Provider(Protocol):

@@ -112,9 +112,22 @@ class HttpUpstream:
     async def send(
         self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
     ) -> UpstreamReply:
+        return await self._call("POST", self._url(operation), data=body, headers=headers)
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET ``path`` under the base URL and parse it (callers bound the wait)."""
+        reply = await self._call("GET", self._base_url + path, params=params)
+        try:
+            return orjson.loads(reply.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"provider '{self.instance}' returned a body that is not JSON"
+            ) from None
+
+    async def _call(self, method: str, url: str, **options: Any) -> UpstreamReply:
         session = self._open()
         try:
-            async with session.post(self._url(operation), data=body, headers=headers) as resp:
+            async with session.request(method, url, **options) as resp:
                 if resp.status >= 400:
                     raise await self._failure(resp)
                 payload = await resp.read()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from otari_gateway.config import ProviderConfig
-from otari_gateway.providers.base import Capabilities, Operation, Wire
+from otari_gateway.errors import UpstreamError
+from otari_gateway.providers.base import Capabilities, DiscoveredModel, Operation, Wire
 from otari_gateway.providers.http import HttpUpstream
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
@@ -18,6 +19,10 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 CAPABILITIES = Capabilities(
     wire=Wire.OPENAI,
     operations=frozenset({Operation.CHAT, Operation.RESPONSES, Operation.EMBEDDINGS}),
+)
+# Responses requests to these instances are bridged onto Chat Completions by the pipeline.
+WITHOUT_RESPONSES = Capabilities(
+    wire=Wire.OPENAI, operations=CAPABILITIES.operations - {Operation.RESPONSES}
 )
 
 _PATHS = {
@@ -47,6 +52,8 @@ class OpenAICompatProvider(HttpUpstream):
     capabilities = CAPABILITIES
 
     def __init__(self, instance: str, config: ProviderConfig, api_key: str | None) -> None:
+        if config.native_responses is False:
+            self.capabilities = WITHOUT_RESPONSES
         base_url = config.client_args.get("base_url") or config.api_base or DEFAULT_API_BASE
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         organization = config.client_args.get("organization")
@@ -61,3 +68,21 @@ class OpenAICompatProvider(HttpUpstream):
             paths=_PATHS,
             read_error=read_openai_error,
         )
+
+    async def list_models(self) -> list[DiscoveredModel]:
+        """``GET {api_base}/models``: ``{"data": [{"id", "created", ...}]}``."""
+        body = await self.get_json("/models")
+        entries = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(entries, list):
+            raise UpstreamError(
+                f"provider '{self.instance}' listed its models in an unknown format"
+            )
+        return [
+            DiscoveredModel(entry["id"], _seconds(entry.get("created")))
+            for entry in entries
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]
+        ]
+
+
+def _seconds(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -50,6 +50,11 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
 }
 
 
+# OpenAI-compatible types whose servers implement ``/responses``; every other one is
+# served through Chat Completions unless its instance sets ``native_responses: true``.
+NATIVE_RESPONSES_TYPES = frozenset({"openai", "groq", "openrouter", "xai"})
+
+
 def provider_type_of(instance: str, config: ProviderConfig) -> str:
     return (config.provider_type or instance).lower()
 
@@ -68,7 +73,10 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
     if api_base is None and "base_url" not in config.client_args:
         raise ConfigError(f"providers.{instance}: api_base is required for type '{type_name}'")
     api_key = config.api_key or (environ.get(kind.key_env) if kind.key_env else None)
-    resolved = config.model_copy(update={"api_base": api_base})
+    native = config.native_responses
+    if native is None:
+        native = type_name in NATIVE_RESPONSES_TYPES
+    resolved = config.model_copy(update={"api_base": api_base, "native_responses": native})
     return kind.adapter(instance, resolved, api_key)
 
 

@@ -101,3 +101,17 @@ def messages_usage(u: Usage) -> dict[str, Any]:
         "cache_read_input_tokens": u.cache_read_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
     }
+
+
+def responses_usage(u: Usage) -> dict[str, Any]:
+    """Render ``u`` as an OpenAI Responses ``usage`` object (``input_tokens`` includes cache)."""
+    return {
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {
+            "cached_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+        },
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.total_tokens,
+    }

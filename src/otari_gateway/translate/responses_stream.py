@@ -1,0 +1,235 @@
+"""Turn a Chat Completions stream into the OpenAI Responses event sequence.
+
+Chunks go in one at a time; out come ``response.created`` and ``response.in_progress``
+first, then per output item ``response.output_item.added`` → content/argument deltas →
+their ``.done`` events → ``response.output_item.done``, and finally (from ``terminal``,
+once the caller has settled) ``response.completed`` or ``response.incomplete`` carrying
+the whole response and its usage. Every event has a ``sequence_number`` that counts from 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from otari_gateway.translate.errors import UpstreamStreamError
+from otari_gateway.translate.responses_to_chat import (
+    call_item,
+    finished_response,
+    item_id,
+    reasoning_item,
+    text_item,
+)
+from otari_gateway.translate.usage import usage_from_chat
+from otari_gateway.usage import Usage
+
+Event = dict[str, Any]
+
+
+@dataclass
+class _Item:
+    """One output item being streamed: a message, a reasoning item or a function call."""
+
+    kind: str
+    item_id: str
+    output_index: int
+    text: list[str] = field(default_factory=list)
+    call_id: str = ""
+    name: str = ""
+
+
+class ChatToResponsesStream:
+    """Stateful converter for one stream; ``envelope`` is from ``response_envelope``."""
+
+    def __init__(self, envelope: Mapping[str, Any]) -> None:
+        self._envelope = dict(envelope)
+        self._base = str(envelope["id"]).removeprefix("resp_")
+        self._sequence = 0
+        self._started = False
+        self._output: dict[int, dict[str, Any]] = {}
+        self._open: _Item | None = None
+        self._calls: dict[int, _Item] = {}
+        self._finish_reason: Any = None
+        self._usage: Mapping[str, Any] | None = None
+
+    @property
+    def usage(self) -> Usage:
+        """Usage from the upstream's trailing usage chunk (zero until it arrives)."""
+        return usage_from_chat(self._usage)
+
+    def start(self) -> list[Event]:
+        """``response.created`` and ``response.in_progress``; idempotent."""
+        if self._started:
+            return []
+        self._started = True
+        return [
+            self._event("response.created", response=self._envelope),
+            self._event("response.in_progress", response=self._envelope),
+        ]
+
+    def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
+        if chunk.get("error"):
+            raise UpstreamStreamError.from_payload(chunk["error"])
+        events = self.start()
+        if isinstance(chunk.get("usage"), Mapping):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                events.extend(self._text_delta("reasoning", reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                events.extend(self._text_delta("message", content))
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, Mapping):
+                    events.extend(self._call_delta(call))
+            if choice.get("finish_reason") is not None:
+                self._finish_reason = choice["finish_reason"]
+        return events
+
+    def finish(self) -> list[Event]:
+        """Close every item still open, in output order."""
+        events = self.start()
+        events.extend(self._close_open())
+        for item in sorted(self._calls.values(), key=lambda i: i.output_index):
+            events.extend(self._close_call(item))
+        self._calls.clear()
+        return events
+
+    def terminal(self, usage: Usage, *, completed_at: int) -> Event:
+        """The last event: the finished response with the usage that was billed."""
+        output = [self._output[index] for index in sorted(self._output)]
+        response = finished_response(
+            self._envelope, output, self._finish_reason, usage, completed_at=completed_at
+        )
+        kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
+        return self._event(kind, response=response)
+
+    # --- events ----------------------------------------------------------------------
+
+    def _event(self, kind: str, **fields: Any) -> Event:
+        event = {"type": kind, "sequence_number": self._sequence, **fields}
+        self._sequence += 1
+        return event
+
+    def _next_index(self) -> int:
+        return len(self._output) + len(self._calls) + (1 if self._open else 0)
+
+    def _text_delta(self, kind: str, text: str) -> list[Event]:
+        events: list[Event] = []
+        if self._open is None or self._open.kind != kind:
+            events.extend(self._close_open())
+            events.extend(self._open_text(kind))
+        item = self._open
+        assert item is not None
+        item.text.append(text)
+        name = (
+            "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
+        )
+        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
+        events.append(self._event(name, **self._where(item), content_index=0, delta=text, **extra))
+        return events
+
+    def _open_text(self, kind: str) -> list[Event]:
+        index = self._next_index()
+        item = _Item(kind, item_id("msg" if kind == "message" else "rs", self._base, index), index)
+        self._open = item
+        if kind == "message":
+            added = {**text_item(item.item_id, "", "in_progress"), "content": []}
+            part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
+            part["logprobs"] = []
+        else:
+            added = {**reasoning_item(item.item_id, ""), "status": "in_progress", "content": []}
+            part = {"type": "reasoning_text", "text": ""}
+        return [
+            self._event("response.output_item.added", output_index=item.output_index, item=added),
+            self._event(
+                "response.content_part.added", **self._where(item), content_index=0, part=part
+            ),
+        ]
+
+    def _close_open(self) -> list[Event]:
+        item = self._open
+        if item is None:
+            return []
+        self._open = None
+        text = "".join(item.text)
+        if item.kind == "message":
+            done = text_item(item.item_id, text)
+            part = done["content"][0]
+            text_done = self._event(
+                "response.output_text.done",
+                **self._where(item),
+                content_index=0,
+                text=text,
+                logprobs=[],
+            )
+        else:
+            done = reasoning_item(item.item_id, text)
+            part = done["content"][0]
+            text_done = self._event(
+                "response.reasoning_text.done", **self._where(item), content_index=0, text=text
+            )
+        self._output[item.output_index] = done
+        return [
+            text_done,
+            self._event(
+                "response.content_part.done", **self._where(item), content_index=0, part=part
+            ),
+            self._event("response.output_item.done", output_index=item.output_index, item=done),
+        ]
+
+    def _call_delta(self, call: Mapping[str, Any]) -> list[Event]:
+        position = call.get("index", 0)
+        position = position if isinstance(position, int) else 0
+        raw_fn = call.get("function")
+        fn: Mapping[str, Any] = raw_fn if isinstance(raw_fn, Mapping) else {}
+        events: list[Event] = []
+        item = self._calls.get(position)
+        if item is None:
+            events.extend(self._close_open())
+            index = self._next_index()
+            call_id = call.get("id")
+            item = _Item(
+                "function_call",
+                item_id("fc", self._base, index),
+                index,
+                call_id=call_id
+                if isinstance(call_id, str) and call_id
+                else item_id("call", self._base, index),
+                name=str(fn.get("name") or ""),
+            )
+            self._calls[position] = item
+            added = call_item(item.item_id, item.call_id, item.name, "", "in_progress")
+            events.append(self._event("response.output_item.added", output_index=index, item=added))
+        arguments = fn.get("arguments")
+        if isinstance(arguments, str) and arguments:
+            item.text.append(arguments)
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta", **self._where(item), delta=arguments
+                )
+            )
+        return events
+
+    def _close_call(self, item: _Item) -> list[Event]:
+        arguments = "".join(item.text)
+        done = call_item(item.item_id, item.call_id, item.name, arguments)
+        self._output[item.output_index] = done
+        return [
+            self._event(
+                "response.function_call_arguments.done",
+                **self._where(item),
+                name=item.name,
+                arguments=arguments,
+            ),
+            self._event("response.output_item.done", output_index=item.output_index, item=done),
+        ]
+
+    @staticmethod
+    def _where(item: _Item) -> dict[str, Any]:
+        return {"item_id": item.item_id, "output_index": item.output_index}
