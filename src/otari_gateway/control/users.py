@@ -7,13 +7,11 @@ zero spend, and its old keys stay inactive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from otari_gateway.billing.periods import next_reset
 from otari_gateway.control.changes import ChangeListener
@@ -65,10 +63,10 @@ class UserPatch:
     metadata: dict[str, Any] | Unset | None = UNSET
 
 
-async def _views(session: AsyncSession, users: Sequence[User]) -> list[UserView]:
+def _views(users: Sequence[User], held: Mapping[str, Decimal]) -> list[UserView]:
     """The users as the API shows them: ``reserved`` is what their in-flight requests hold,
-    as the budget leases report it (the headroom leased beyond that is not shown)."""
-    held = await leases.held_by_users(session, (user.user_id for user in users))
+    as the budget leases report it (``store.leases.held_by_users``; the headroom leased
+    beyond that is not shown)."""
     return [_view(user, held.get(user.user_id, ZERO)) for user in users]
 
 
@@ -142,19 +140,22 @@ class UserService:
             user.updated_at = now
             _assign_budget(user, budget, now)
             await session.flush()
-            (view,) = await _views(session, [user])
+            held = await leases.held_by_users(session, [user.user_id])
+            (view,) = _views([user], held)
         self._changes.users_changed()
         return view
 
     async def list_users(self, page: Page) -> list[UserView]:
         async with self._db.session() as session:
             users = await users_repo.list_users(session, skip=page.skip, limit=page.limit)
-            return await _views(session, users)
+            held = await leases.held_by_users(session, (user.user_id for user in users))
+            return _views(users, held)
 
     async def get(self, user_id: str) -> UserView:
         async with self._db.session() as session:
             user = _live(await users_repo.get_user(session, user_id), user_id)
-            (view,) = await _views(session, [user])
+            held = await leases.held_by_users(session, [user.user_id])
+            (view,) = _views([user], held)
             return view
 
     async def update(self, user_id: str, patch: UserPatch) -> UserView:
@@ -177,7 +178,8 @@ class UserService:
                 user.metadata_ = dict(patch.metadata)
             user.updated_at = now
             await session.flush()
-            (view,) = await _views(session, [user])
+            held = await leases.held_by_users(session, [user.user_id])
+            (view,) = _views([user], held)
         self._changes.users_changed()
         return view
 
