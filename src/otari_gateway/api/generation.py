@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from otari_gateway.api.body import read_json_object, wanted_headers
+from otari_gateway.api.body import read_body, read_json_object, wanted_headers
 from otari_gateway.api.errors import REQUEST_ID_HEADER, Envelope, error_response
 from otari_gateway.api.services import Services
 from otari_gateway.api.sse import SSEResponse
 from otari_gateway.errors import GatewayError, InternalError
 from otari_gateway.pipeline import validate
+from otari_gateway.pipeline.form import form_content_type, parse_form
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.run import JSONResult
 from otari_gateway.pipeline.tokens import estimate_input_tokens
@@ -72,7 +73,7 @@ def generation_routes(services: Services) -> list[BaseRoute]:
             return Response(
                 result.body,
                 status_code=result.status,
-                media_type="application/json",
+                media_type=result.media_type,
                 headers=headers,
             )
         return SSEResponse(result.events, headers)
@@ -113,6 +114,40 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         model = validate.check_embeddings(body)
         return await run(GatewayRequest(Surface.EMBEDDINGS, request_id, caller, model, False, body))
 
+    async def moderations(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model = validate.check_moderations(body)
+        return await run(
+            GatewayRequest(Surface.MODERATIONS, request_id, caller, model, False, body)
+        )
+
+    async def rerank(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model = validate.check_rerank(body)
+        return await run(GatewayRequest(Surface.RERANK, request_id, caller, model, False, body))
+
+    async def images(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model = validate.check_images(body)
+        return await run(GatewayRequest(Surface.IMAGES, request_id, caller, model, False, body))
+
+    async def speech(request: Request, request_id: str) -> Response:
+        caller, body = await prepare(request)
+        model = validate.check_speech(body)
+        return await run(GatewayRequest(Surface.SPEECH, request_id, caller, model, False, body))
+
+    async def transcriptions(request: Request, request_id: str) -> Response:
+        headers = wanted_headers(request.scope)
+        caller = await services.runtime.authenticator.authenticate(headers)
+        raw = await read_body(request.receive, limit, headers.get("content-length"))
+        form = parse_form(raw, headers.get("content-type"))
+        model = validate.check_transcription(form)
+        # The form is re-encoded for the upstream under a boundary of its own.
+        upstream = {"Content-Type": form_content_type(request_id)}
+        return await run(
+            GatewayRequest(Surface.TRANSCRIPTIONS, request_id, caller, model, False, form, upstream)
+        )
+
     openai, anthropic = Envelope.OPENAI, Envelope.ANTHROPIC
     return [
         Route("/v1/chat/completions", _guarded(openai, chat), methods=["POST"]),
@@ -120,4 +155,9 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         Route("/v1/messages/count_tokens", _guarded(anthropic, count_tokens), methods=["POST"]),
         Route("/v1/responses", _guarded(openai, responses), methods=["POST"]),
         Route("/v1/embeddings", _guarded(openai, embeddings), methods=["POST"]),
+        Route("/v1/moderations", _guarded(openai, moderations), methods=["POST"]),
+        Route("/v1/rerank", _guarded(openai, rerank), methods=["POST"]),
+        Route("/v1/images/generations", _guarded(openai, images), methods=["POST"]),
+        Route("/v1/audio/speech", _guarded(openai, speech), methods=["POST"]),
+        Route("/v1/audio/transcriptions", _guarded(openai, transcriptions), methods=["POST"]),
     ]

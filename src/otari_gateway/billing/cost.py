@@ -82,14 +82,30 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
         + usage.cache_write_tokens * _rate(price.cache_write_per_million, price.input_per_million)
         + usage.completion_tokens * _rate(price.output_per_million)
     ) / MILLION
-    if price.per_request is not None:
-        total += price.per_request
+    total += _per_unit(price, images=usage.images, audio_seconds=usage.audio_seconds)
     return round_money(total)
 
 
-def estimate_cost(input_tokens: int, max_output_tokens: int, price: Price) -> Decimal:
+def _per_unit(price: Price, *, images: int, audio_seconds: Decimal) -> Decimal:
+    """The meters that are not tokens: per request, per image, per second of audio."""
+    return (
+        _rate(price.per_request)
+        + images * _rate(price.per_image)
+        + audio_seconds * _rate(price.per_audio_second)
+    )
+
+
+def estimate_cost(
+    input_tokens: int,
+    max_output_tokens: int,
+    price: Price,
+    *,
+    images: int = 0,
+    audio_seconds: Decimal = ZERO,
+) -> Decimal:
     """The most a request can cost: all input uncached, every allowed output token used
-    (no more than the model's context window leaves after the input).
+    (no more than the model's context window leaves after the input), plus the images
+    and seconds of audio the request is known to ask for.
 
     Rounded up so the reservation is never below what ``cost_of`` can later charge.
     """
@@ -100,6 +116,5 @@ def estimate_cost(input_tokens: int, max_output_tokens: int, price: Price) -> De
     total = (input_tokens * worst_input + max_output_tokens * _rate(price.output_per_million)) / (
         MILLION
     )
-    if price.per_request is not None:
-        total += price.per_request
+    total += _per_unit(price, images=images, audio_seconds=audio_seconds)
     return total.quantize(QUANTUM, rounding=ROUND_CEILING)

@@ -33,11 +33,24 @@ def _pieces(value: Any) -> Iterator[str | None]:
                 yield from _pieces(item)
 
 
+# Chat, Messages and Responses input; rerank's query and documents; an image prompt.
+_INPUT_FIELDS = (
+    "system",
+    "messages",
+    "tools",
+    "input",
+    "instructions",
+    "query",
+    "documents",
+    "prompt",
+)
+
+
 def estimate_input_tokens(body: Mapping[str, Any]) -> int:
-    """Estimated input tokens of a Chat or Messages body (system, messages, tools)."""
+    """Estimated input tokens of a request body (system, messages, tools, inputs, prompts)."""
     chars = 0
     images = 0
-    for key in ("system", "messages", "tools", "input", "instructions"):
+    for key in _INPUT_FIELDS:
         for piece in _pieces(body.get(key)):
             if piece is None:
                 images += 1

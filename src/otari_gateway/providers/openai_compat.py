@@ -17,13 +17,30 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 CAPABILITIES = Capabilities(
     wire=Wire.OPENAI,
-    operations=frozenset({Operation.CHAT, Operation.RESPONSES, Operation.EMBEDDINGS}),
+    operations=frozenset(
+        {
+            Operation.CHAT,
+            Operation.RESPONSES,
+            Operation.EMBEDDINGS,
+            Operation.MODERATIONS,
+            Operation.RERANK,
+            Operation.IMAGES,
+            Operation.SPEECH,
+            Operation.TRANSCRIPTIONS,
+        }
+    ),
 )
 
 _PATHS = {
     Operation.CHAT: "/chat/completions",
     Operation.RESPONSES: "/responses",
     Operation.EMBEDDINGS: "/embeddings",
+    Operation.MODERATIONS: "/moderations",
+    # Where vLLM, Jina, Infinity and other OpenAI-compatible rerank servers serve it.
+    Operation.RERANK: "/rerank",
+    Operation.IMAGES: "/images/generations",
+    Operation.SPEECH: "/audio/speech",
+    Operation.TRANSCRIPTIONS: "/audio/transcriptions",
 }
 
 
