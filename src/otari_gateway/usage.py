@@ -13,8 +13,9 @@ class Usage:
     ``prompt_tokens`` is every input token, cached ones included (OpenAI's convention);
     ``cache_read_tokens`` and ``cache_write_tokens`` say how many of them were served from or
     written to the provider's prompt cache. ``reasoning_tokens`` are part of
-    ``completion_tokens``. ``images`` (generated) and ``audio_seconds`` (transcribed) are
-    the meters of the surfaces billed per image or per second of audio.
+    ``completion_tokens``. ``images`` (generated), ``audio_seconds`` (transcribed) and
+    ``characters`` (spoken) are the meters of the surfaces billed per image, per second of
+    audio or per character.
     """
 
     prompt_tokens: int = 0
@@ -24,6 +25,7 @@ class Usage:
     reasoning_tokens: int = 0
     images: int = 0
     audio_seconds: Decimal = Decimal(0)
+    characters: int = 0
 
     @property
     def total_tokens(self) -> int:

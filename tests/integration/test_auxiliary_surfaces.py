@@ -39,7 +39,7 @@ PRICES: dict[str, dict[str, Any]] = {
     "local:rerank-model": {"input_price_per_million": "2", "price_per_request": "0.001"},
     "openai:dall-e-3": {"price_per_image": "0.04"},
     "openai:gpt-image-1": {"input_price_per_million": "5", "output_price_per_million": "40"},
-    "openai:tts-1": {"price_per_request": "0.015"},
+    "openai:tts-1": {"price_per_million_characters": "15", "price_per_request": "0.001"},
     "openai:whisper-1": {"price_per_audio_second": "0.0001"},
     "openai:gpt-4o-transcribe": {
         "input_price_per_million": "2.5",
@@ -315,7 +315,8 @@ def test_speech_audio_is_relayed_byte_for_byte(gw: Stack, user_key: tuple[str, s
     }
     rows = _rows(gw, user_id, 2)
     assert {row["endpoint"] for row in rows} == {"audio_speech"}
-    assert [_cost(row) for row in rows] == [Decimal("0.015")] * 2
+    # $15 per million characters of input, plus $0.001 per request: 11 and 2 characters.
+    assert sorted(_cost(row) for row in rows) == [Decimal("0.00103"), Decimal("0.001165")]
 
 
 # --------------------------------------------------------------------------- transcriptions

@@ -181,10 +181,7 @@ class Admission:
         token_scopes, headers = await self._rate_limit(key, input_tokens + output)
         estimate = Decimal(0)
         if price is not None and not price.is_free:
-            images, seconds = expected_units(request)
-            estimate = estimate_cost(
-                input_tokens, output, price, images=images, audio_seconds=seconds
-            )
+            estimate = estimate_cost(input_tokens, output, price, expected_units(request))
         if await self._ledger.reset_due_periods(user, key, utcnow()):
             self._users.clear()
             user = await self._user(user.user_id, create=False)

@@ -2,10 +2,11 @@
 
 Moderations, rerank, image generation, speech and transcription: the upstream's answer
 reaches the client byte for byte (audio and text with their own Content-Type); the
-exchange only reads what is billed. Moderations and speech are billed per request,
-rerank per input token the provider reports (plus per request), images per image (plus
-any tokens reported), transcriptions per second of audio: the duration the upstream
-states, or for a WAV upload that states none, the duration in its header.
+exchange only reads what is billed. Moderations are billed per request, speech
+per request and per character of its ``input``, rerank per input token the provider
+reports (plus per request), images per image (plus any tokens reported), transcriptions
+per second of audio: the duration the upstream states, or for a WAV upload that states
+none, the duration in its header (plus any tokens reported).
 """
 
 from __future__ import annotations
@@ -82,8 +83,13 @@ def _images_usage(request: GatewayRequest, reply: UpstreamReply) -> Usage:
     return usage_from_images(parse_reply(reply))
 
 
+def _spoken(request: GatewayRequest) -> Usage:
+    text = request.body.get("input")
+    return Usage(characters=len(text) if isinstance(text, str) else 0)
+
+
 def _speech_usage(request: GatewayRequest, reply: UpstreamReply) -> Usage:
-    return Usage()
+    return _spoken(request)
 
 
 def _transcription_body(request: GatewayRequest, model: str) -> bytes:
@@ -114,17 +120,20 @@ def _requested_images(request: GatewayRequest) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
 
 
-def expected_units(request: GatewayRequest) -> tuple[int, Decimal]:
-    """(images, seconds of audio) a request is known to ask for, for its budget hold.
+def expected_units(request: GatewayRequest) -> Usage:
+    """The images, seconds of audio and characters a request is known to ask for, for
+    its budget hold.
 
     A compressed audio upload's length is unknown until the upstream answers, so its
     hold covers only the per-request price; the duration is charged at settlement.
     """
     if request.surface is Surface.IMAGES:
-        return _requested_images(request), ZERO
+        return Usage(images=_requested_images(request))
     if request.surface is Surface.TRANSCRIPTIONS:
-        return 0, uploaded_seconds(request) or ZERO
-    return 0, ZERO
+        return Usage(audio_seconds=uploaded_seconds(request) or ZERO)
+    if request.surface is Surface.SPEECH:
+        return _spoken(request)
+    return Usage()
 
 
 MODERATIONS = _Relay(Operation.MODERATIONS, _without_user, _moderation_usage)
