@@ -7,7 +7,7 @@ their schemas are declared for OpenAPI in ``openapi.py``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -109,32 +109,15 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         model, stream = validate.check_responses(body)
         return await run(GatewayRequest(Surface.RESPONSES, request_id, caller, model, stream, body))
 
-    async def embeddings(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_embeddings(body)
-        return await run(GatewayRequest(Surface.EMBEDDINGS, request_id, caller, model, False, body))
+    def json_surface(surface: Surface, check: Callable[[Mapping[str, Any]], str]) -> Handler:
+        """A non-streamed JSON surface: its own field checks, then the pipeline."""
 
-    async def moderations(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_moderations(body)
-        return await run(
-            GatewayRequest(Surface.MODERATIONS, request_id, caller, model, False, body)
-        )
+        async def handler(request: Request, request_id: str) -> Response:
+            caller, body = await prepare(request)
+            model = check(body)
+            return await run(GatewayRequest(surface, request_id, caller, model, False, body))
 
-    async def rerank(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_rerank(body)
-        return await run(GatewayRequest(Surface.RERANK, request_id, caller, model, False, body))
-
-    async def images(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_images(body)
-        return await run(GatewayRequest(Surface.IMAGES, request_id, caller, model, False, body))
-
-    async def speech(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_speech(body)
-        return await run(GatewayRequest(Surface.SPEECH, request_id, caller, model, False, body))
+        return handler
 
     async def transcriptions(request: Request, request_id: str) -> Response:
         headers = wanted_headers(request.scope)
@@ -154,10 +137,15 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         Route("/v1/messages", _guarded(anthropic, messages), methods=["POST"]),
         Route("/v1/messages/count_tokens", _guarded(anthropic, count_tokens), methods=["POST"]),
         Route("/v1/responses", _guarded(openai, responses), methods=["POST"]),
-        Route("/v1/embeddings", _guarded(openai, embeddings), methods=["POST"]),
-        Route("/v1/moderations", _guarded(openai, moderations), methods=["POST"]),
-        Route("/v1/rerank", _guarded(openai, rerank), methods=["POST"]),
-        Route("/v1/images/generations", _guarded(openai, images), methods=["POST"]),
-        Route("/v1/audio/speech", _guarded(openai, speech), methods=["POST"]),
+        *(
+            Route(path, _guarded(openai, json_surface(surface, check)), methods=["POST"])
+            for path, surface, check in (
+                ("/v1/embeddings", Surface.EMBEDDINGS, validate.check_embeddings),
+                ("/v1/moderations", Surface.MODERATIONS, validate.check_moderations),
+                ("/v1/rerank", Surface.RERANK, validate.check_rerank),
+                ("/v1/images/generations", Surface.IMAGES, validate.check_images),
+                ("/v1/audio/speech", Surface.SPEECH, validate.check_speech),
+            )
+        ),
         Route("/v1/audio/transcriptions", _guarded(openai, transcriptions), methods=["POST"]),
     ]

@@ -15,28 +15,16 @@ _ERROR = {
 }
 
 
-def _body(required: list[str], properties: dict[str, Any], description: str) -> dict[str, Any]:
+def _body(
+    required: list[str],
+    properties: dict[str, Any],
+    description: str,
+    media_type: str = "application/json",
+) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "description": description,
-                    "required": required,
-                    "properties": properties,
-                    "additionalProperties": True,
-                }
-            }
-        },
-    }
-
-
-def _form_body(required: list[str], properties: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
+            media_type: {
                 "schema": {
                     "type": "object",
                     "description": description,
@@ -229,7 +217,7 @@ GENERATION_PATHS: dict[str, dict[str, Any]] = {
             "tags": ["generation"],
             "summary": "OpenAI speech to text (multipart upload; billed per second of audio)",
             "operationId": "audio_transcriptions",
-            "requestBody": _form_body(
+            "requestBody": _body(
                 ["model", "file"],
                 {
                     "model": _MODEL,
@@ -240,6 +228,7 @@ GENERATION_PATHS: dict[str, dict[str, Any]] = {
                     },
                 },
                 "OpenAI transcription request; the form is relayed with the bare model",
+                "multipart/form-data",
             ),
             "responses": _responses(streams=False, raw={"text/plain": _TEXT}),
         }
