@@ -4,7 +4,8 @@ Serves ``/v1/chat/completions`` (JSON and ``data:``-only SSE ending in ``data: [
 with ``stream_options.include_usage`` handled as the real API: every chunk carries
 ``"usage": null`` and a final chunk with ``choices: []`` carries the usage),
 ``/v1/responses`` (JSON and ``event:``/``data:`` SSE with ``sequence_number``),
-``/v1/embeddings`` and ``GET /v1/models``. Errors use ``{"error": {message, type,
+``/v1/embeddings``, ``GET /v1/models``, and the surfaces of ``tests.fakes.openai_media``
+(moderations, rerank, images, speech, transcriptions). Errors use ``{"error": {message, type,
 param, code}}``. Content rules are in ``tests.fakes.content``.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 import orjson
 
 from tests.fakes import content as c
-from tests.fakes.server import FakeUpstream, Handler, JsonReply, RecordedRequest, Reply, SseReply
+from tests.fakes.openai_media import OpenAIMediaRoutes
+from tests.fakes.server import Handler, JsonReply, RecordedRequest, Reply, SseReply
 from tests.fakes.server import sse_frame as frame
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
@@ -72,7 +74,7 @@ def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-class FakeOpenAI(FakeUpstream):
+class FakeOpenAI(OpenAIMediaRoutes):
     """Fake ``https://api.openai.com``; point SDKs at ``base_url + "/v1"``."""
 
     request_id_header = "x-request-id"
@@ -99,6 +101,7 @@ class FakeOpenAI(FakeUpstream):
             ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
+            **self.media_routes(),
         }
 
     def error_reply(self, status: int, message: str | None = None) -> JsonReply:

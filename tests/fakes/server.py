@@ -5,7 +5,7 @@ background thread with its own event loop, so it works the same whether the clie
 is a synchronous SDK in the test thread or the gateway in a subprocess. It records
 every request, and injects faults (errors, delays, dropped streams) in FIFO order.
 Provider subclasses supply the routes, the auth check and the error envelope, and
-return plain ``JsonReply`` / ``SseReply`` values; this module does the HTTP.
+return plain ``JsonReply`` / ``SseReply`` / ``RawReply`` values; this module does the HTTP.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from types import TracebackType
 from typing import Any, Literal, Self, TypeAlias
 
@@ -38,6 +40,9 @@ class RecordedRequest:
     headers: dict[str, str]  # lowercase names
     body: bytes
     json: Any | None  # parsed body, None when empty or not valid JSON
+    # A multipart/form-data body parsed by aiohttp: text fields as str, uploads as
+    # ``FormUpload``, a repeated name as a list; None for any other body.
+    form: dict[str, Any] | None = None
 
     def json_object(self) -> dict[str, Any]:
         """The parsed body when it is a JSON object, else ``{}``."""
@@ -60,7 +65,25 @@ class SseReply:
     frames: Sequence[bytes]
 
 
-Reply: TypeAlias = JsonReply | SseReply
+@dataclass(frozen=True)
+class RawReply:
+    """A non-JSON answer (audio, plain text) sent as ``body`` with ``content_type``."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class FormUpload:
+    """One uploaded file of a multipart request."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+Reply: TypeAlias = JsonReply | SseReply | RawReply
 Handler: TypeAlias = Callable[[RecordedRequest], Reply]
 
 
@@ -120,6 +143,8 @@ class FakeUpstream:
         return {}
 
     malformed_json_message = "The request body is not valid JSON."
+    # POST paths whose bodies are multipart/form-data rather than JSON.
+    form_paths: frozenset[str] = frozenset()
 
     # ----------------------------------------------------------------- lifecycle
     @property
@@ -293,6 +318,7 @@ class FakeUpstream:
             headers={name.lower(): value for name, value in request.headers.items()},
             body=body,
             json=parsed,
+            form=self._read_form(request.headers.get("Content-Type", ""), body),
         )
         with self._lock:
             self._requests.append(recorded)
@@ -312,7 +338,37 @@ class FakeUpstream:
         if drop_after is not None:
             await self._abort(request)
             return web.StreamResponse()
+        if isinstance(reply, RawReply):
+            headers = {
+                self.request_id_header: self._request_id(),
+                "Content-Type": reply.content_type,
+            }
+            return web.Response(body=reply.body, status=reply.status, headers=headers)
         return self._render_json(reply)
+
+    @staticmethod
+    def _read_form(content_type: str, body: bytes) -> dict[str, Any] | None:
+        """Parse a multipart body with the standard library's MIME parser."""
+        if not content_type.lower().startswith("multipart/form-data"):
+            return None
+        message = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
+        )
+        form: dict[str, Any] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            item: Any = (
+                FormUpload(part.get_filename() or "", part.get_content_type(), payload)
+                if part.get_filename() is not None
+                else payload.decode()
+            )
+            if name in form:
+                previous = form[name]
+                form[name] = [*previous, item] if isinstance(previous, list) else [previous, item]
+            else:
+                form[name] = item
+        return form
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up at once when the server is stopping."""
@@ -327,7 +383,10 @@ class FakeUpstream:
         handler = self.routes().get((recorded.method, recorded.path))
         if handler is None:
             return self.error_reply(404, f"Invalid URL ({recorded.method} {recorded.path})")
-        if recorded.method == "POST" and not isinstance(recorded.json, dict):
+        takes_form = recorded.path in self.form_paths
+        if takes_form and recorded.form is None:
+            return self.error_reply(400, "This endpoint takes a multipart/form-data body.")
+        if recorded.method == "POST" and not takes_form and not isinstance(recorded.json, dict):
             return self.error_reply(400, self.malformed_json_message)
         return handler(recorded)
 

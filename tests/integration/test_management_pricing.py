@@ -29,6 +29,7 @@ PRICE_FIELDS = {
     "price_per_image",
     "price_per_request",
     "price_per_audio_second",
+    "price_per_million_characters",
     "effective_at",
     "created_at",
 }

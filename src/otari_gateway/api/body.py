@@ -17,7 +17,14 @@ def _too_large(limit: int) -> RequestTooLarge:
 
 
 _WANTED = frozenset(
-    {b"content-length", b"otari-key", b"authorization", b"x-api-key", b"anthropic-beta"}
+    {
+        b"content-length",
+        b"content-type",
+        b"otari-key",
+        b"authorization",
+        b"x-api-key",
+        b"anthropic-beta",
+    }
 )
 
 

@@ -7,7 +7,7 @@ their schemas are declared for OpenAPI in ``openapi.py``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from otari_gateway.api.body import read_json_object, wanted_headers
+from otari_gateway.api.body import read_body, read_json_object, wanted_headers
 from otari_gateway.api.errors import REQUEST_ID_HEADER, Envelope, error_response
 from otari_gateway.api.services import Services
 from otari_gateway.api.sse import SSEResponse
 from otari_gateway.errors import GatewayError, InternalError
 from otari_gateway.pipeline import validate
+from otari_gateway.pipeline.form import form_content_type, parse_form
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.run import JSONResult
 from otari_gateway.pipeline.tokens import count_input_tokens
@@ -72,7 +73,7 @@ def generation_routes(services: Services) -> list[BaseRoute]:
             return Response(
                 result.body,
                 status_code=result.status,
-                media_type="application/json",
+                media_type=result.media_type,
                 headers=headers,
             )
         return SSEResponse(result.events, headers)
@@ -109,10 +110,27 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         model, stream = validate.check_responses(body)
         return await run(GatewayRequest(Surface.RESPONSES, request_id, caller, model, stream, body))
 
-    async def embeddings(request: Request, request_id: str) -> Response:
-        caller, body = await prepare(request)
-        model = validate.check_embeddings(body)
-        return await run(GatewayRequest(Surface.EMBEDDINGS, request_id, caller, model, False, body))
+    def json_surface(surface: Surface, check: Callable[[Mapping[str, Any]], str]) -> Handler:
+        """A non-streamed JSON surface: its own field checks, then the pipeline."""
+
+        async def handler(request: Request, request_id: str) -> Response:
+            caller, body = await prepare(request)
+            model = check(body)
+            return await run(GatewayRequest(surface, request_id, caller, model, False, body))
+
+        return handler
+
+    async def transcriptions(request: Request, request_id: str) -> Response:
+        headers = wanted_headers(request.scope)
+        caller = await services.runtime.authenticator.authenticate(headers)
+        raw = await read_body(request.receive, limit, headers.get("content-length"))
+        form = parse_form(raw, headers.get("content-type"))
+        model = validate.check_transcription(form)
+        # The form is re-encoded for the upstream under a boundary of its own.
+        upstream = {"Content-Type": form_content_type(request_id)}
+        return await run(
+            GatewayRequest(Surface.TRANSCRIPTIONS, request_id, caller, model, False, form, upstream)
+        )
 
     openai, anthropic = Envelope.OPENAI, Envelope.ANTHROPIC
     return [
@@ -120,5 +138,15 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         Route("/v1/messages", _guarded(anthropic, messages), methods=["POST"]),
         Route("/v1/messages/count_tokens", _guarded(anthropic, count_tokens), methods=["POST"]),
         Route("/v1/responses", _guarded(openai, responses), methods=["POST"]),
-        Route("/v1/embeddings", _guarded(openai, embeddings), methods=["POST"]),
+        *(
+            Route(path, _guarded(openai, json_surface(surface, check)), methods=["POST"])
+            for path, surface, check in (
+                ("/v1/embeddings", Surface.EMBEDDINGS, validate.check_embeddings),
+                ("/v1/moderations", Surface.MODERATIONS, validate.check_moderations),
+                ("/v1/rerank", Surface.RERANK, validate.check_rerank),
+                ("/v1/images/generations", Surface.IMAGES, validate.check_images),
+                ("/v1/audio/speech", Surface.SPEECH, validate.check_speech),
+            )
+        ),
+        Route("/v1/audio/transcriptions", _guarded(openai, transcriptions), methods=["POST"]),
     ]

@@ -15,11 +15,16 @@ _ERROR = {
 }
 
 
-def _body(required: list[str], properties: dict[str, Any], description: str) -> dict[str, Any]:
+def _body(
+    required: list[str],
+    properties: dict[str, Any],
+    description: str,
+    media_type: str = "application/json",
+) -> dict[str, Any]:
     return {
         "required": True,
         "content": {
-            "application/json": {
+            media_type: {
                 "schema": {
                     "type": "object",
                     "description": description,
@@ -32,10 +37,11 @@ def _body(required: list[str], properties: dict[str, Any], description: str) -> 
     }
 
 
-def _responses(streams: bool) -> dict[str, Any]:
+def _responses(streams: bool, raw: dict[str, Any] | None = None) -> dict[str, Any]:
     ok: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
     if streams:
         ok["text/event-stream"] = {"schema": {"type": "string"}}
+    ok.update(raw or {})
     error = {"content": {"application/json": {"schema": _ERROR}}}
     return {
         "200": {"description": "Success", "content": ok},
@@ -57,6 +63,8 @@ def _responses(streams: bool) -> dict[str, Any]:
 
 _MODEL = {"type": "string", "description": "provider:model, provider/model, or an alias"}
 _STREAM = {"type": "boolean"}
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_TEXT = {"schema": {"type": "string"}}
 
 GENERATION_PATHS: dict[str, dict[str, Any]] = {
     "/v1/chat/completions": {
@@ -126,6 +134,104 @@ GENERATION_PATHS: dict[str, dict[str, Any]] = {
                 ["model", "input"], {"model": _MODEL, "input": {}}, "OpenAI embeddings request"
             ),
             "responses": _responses(streams=False),
+        }
+    },
+    "/v1/moderations": {
+        "post": {
+            "tags": ["generation"],
+            "summary": "OpenAI Moderations (billed per request)",
+            "operationId": "moderations",
+            "requestBody": _body(
+                ["model", "input"],
+                {"model": _MODEL, "input": {}},
+                "OpenAI moderation request; 'model' is required to pick the provider",
+            ),
+            "responses": _responses(streams=False),
+        }
+    },
+    "/v1/rerank": {
+        "post": {
+            "tags": ["generation"],
+            "summary": "Rerank documents (Cohere/Jina shape, as vLLM and Jina serve it)",
+            "operationId": "rerank",
+            "requestBody": _body(
+                ["model", "query", "documents"],
+                {
+                    "model": _MODEL,
+                    "query": {"type": "string"},
+                    "documents": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "oneOf": [
+                                {"type": "string"},
+                                {
+                                    "type": "object",
+                                    "required": ["text"],
+                                    "properties": {"text": {"type": "string"}},
+                                },
+                            ]
+                        },
+                    },
+                    "top_n": {"type": "integer", "minimum": 1},
+                },
+                "Rerank request; the answer is {id, model, results: [{index, relevance_score, "
+                "document?}], usage}, best first",
+            ),
+            "responses": _responses(streams=False),
+        }
+    },
+    "/v1/images/generations": {
+        "post": {
+            "tags": ["generation"],
+            "summary": "OpenAI image generation (billed per image, plus any tokens reported)",
+            "operationId": "images_generations",
+            "requestBody": _body(
+                ["model", "prompt"],
+                {
+                    "model": _MODEL,
+                    "prompt": {"type": "string"},
+                    "n": {"type": "integer", "minimum": 1},
+                },
+                "OpenAI image generation request (not streamed)",
+            ),
+            "responses": _responses(streams=False),
+        }
+    },
+    "/v1/audio/speech": {
+        "post": {
+            "tags": ["generation"],
+            "summary": "OpenAI text to speech (audio relayed with its Content-Type)",
+            "operationId": "audio_speech",
+            "requestBody": _body(
+                ["model", "input", "voice"],
+                {"model": _MODEL, "input": {"type": "string"}, "voice": {}},
+                "OpenAI speech request; billed per request and per character of 'input'",
+            ),
+            "responses": _responses(
+                streams=False, raw={"audio/*": _BINARY, "application/octet-stream": _BINARY}
+            ),
+        }
+    },
+    "/v1/audio/transcriptions": {
+        "post": {
+            "tags": ["generation"],
+            "summary": "OpenAI speech to text (multipart upload; billed per second of audio)",
+            "operationId": "audio_transcriptions",
+            "requestBody": _body(
+                ["model", "file"],
+                {
+                    "model": _MODEL,
+                    "file": {"type": "string", "format": "binary"},
+                    "response_format": {
+                        "type": "string",
+                        "enum": ["json", "text", "srt", "verbose_json", "vtt"],
+                    },
+                },
+                "OpenAI transcription request; the form is relayed with the bare model",
+                "multipart/form-data",
+            ),
+            "responses": _responses(streams=False, raw={"text/plain": _TEXT}),
         }
     },
 }

@@ -32,6 +32,7 @@ class PriceIn(BaseModel):
     price_per_image: Rate = None
     price_per_request: Rate = None
     price_per_audio_second: Rate = None
+    price_per_million_characters: Rate = None
     effective_at: datetime | None = Field(
         default=None,
         description="When this version applies (default now; naive: UTC); the same instant "
@@ -49,6 +50,7 @@ class PriceOut(BaseModel):
     price_per_image: float | None
     price_per_request: float | None
     price_per_audio_second: float | None
+    price_per_million_characters: float | None
     effective_at: datetime
     created_at: datetime
 

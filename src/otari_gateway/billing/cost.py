@@ -30,6 +30,7 @@ class Price:
     per_image: Decimal | None = None
     per_request: Decimal | None = None
     per_audio_second: Decimal | None = None
+    per_million_characters: Decimal | None = None
     # Long-context pricing: (input-token threshold, price) pairs, ascending. A request whose
     # input exceeds a threshold is billed entirely at that tier's rates, as providers do.
     tiers: tuple[tuple[int, Price], ...] = ()
@@ -56,6 +57,7 @@ class Price:
                 self.per_image,
                 self.per_request,
                 self.per_audio_second,
+                self.per_million_characters,
             )
         )
 
@@ -82,14 +84,30 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
         + usage.cache_write_tokens * _rate(price.cache_write_per_million, price.input_per_million)
         + usage.completion_tokens * _rate(price.output_per_million)
     ) / MILLION
-    if price.per_request is not None:
-        total += price.per_request
+    total += _per_unit(price, usage)
     return round_money(total)
 
 
-def estimate_cost(input_tokens: int, max_output_tokens: int, price: Price) -> Decimal:
+def _per_unit(price: Price, units: Usage) -> Decimal:
+    """The meters that are not tokens: per request, per image, per second of audio, per
+    character."""
+    return (
+        _rate(price.per_request)
+        + units.images * _rate(price.per_image)
+        + units.audio_seconds * _rate(price.per_audio_second)
+        + units.characters * _rate(price.per_million_characters) / MILLION
+    )
+
+
+NO_UNITS = Usage()
+
+
+def estimate_cost(
+    input_tokens: int, max_output_tokens: int, price: Price, units: Usage = NO_UNITS
+) -> Decimal:
     """The most a request can cost: all input uncached, every allowed output token used
-    (no more than the model's context window leaves after the input).
+    (no more than the model's context window leaves after the input), plus the non-token
+    ``units`` (images, seconds of audio, characters) the request is known to ask for.
 
     Rounded up so the reservation is never below what ``cost_of`` can later charge.
     """
@@ -100,6 +118,5 @@ def estimate_cost(input_tokens: int, max_output_tokens: int, price: Price) -> De
     total = (input_tokens * worst_input + max_output_tokens * _rate(price.output_per_million)) / (
         MILLION
     )
-    if price.per_request is not None:
-        total += price.per_request
+    total += _per_unit(price, units)
     return total.quantize(QUANTUM, rounding=ROUND_CEILING)

@@ -32,7 +32,10 @@ PRICE_FIELDS = {
     "price_per_image": "per_image",
     "price_per_request": "per_request",
     "price_per_audio_second": "per_audio_second",
+    "price_per_million_characters": "per_million_characters",
 }
+
+SECONDS_PER_HOUR = 3600
 
 # Our provider types whose names differ in genai-prices' data.
 _GENAI_PROVIDER_IDS = {"xai": "x-ai", "together": "together", "vllm": None, "ollama": None}
@@ -60,6 +63,7 @@ def price_from_fields(fields: Mapping[str, Any]) -> Price:
         per_image=read("price_per_image"),
         per_request=read("price_per_request"),
         per_audio_second=read("price_per_audio_second"),
+        per_million_characters=read("price_per_million_characters"),
     )
 
 
@@ -90,7 +94,11 @@ def _at_tier(value: Any, start: int) -> Decimal | None:
 
 
 def genai_price(provider_type: str, model: str) -> Price | None:
-    """The genai-prices entry for a model, long-context tiers included; None if unknown."""
+    """The genai-prices entry for a model, long-context tiers included; None if unknown.
+
+    Besides token rates it carries the units the gateway meters: requests (per thousand
+    there), hours of input audio and millions of input characters.
+    """
     provider_id = _GENAI_PROVIDER_IDS.get(provider_type, provider_type)
     if provider_id is None:
         return None
@@ -111,11 +119,16 @@ def genai_price(provider_type: str, model: str) -> Price | None:
         )
         for start in _tier_starts(mp)
     )
+    audio_hours = _base(mp.input_audio_hours) or _base(mp.audio_hours)
+    thousand_requests = _base(mp.requests_kcount)
     return Price(
         input_per_million=_base(mp.input_mtok),
         output_per_million=_base(mp.output_mtok),
         cache_read_per_million=_base(mp.cache_read_mtok),
         cache_write_per_million=_base(mp.cache_write_mtok),
+        per_request=thousand_requests / 1000 if thousand_requests is not None else None,
+        per_audio_second=audio_hours / SECONDS_PER_HOUR if audio_hours is not None else None,
+        per_million_characters=_base(mp.input_mchars),
         tiers=tiers,
         context_window=found.model.context_window,
     )

@@ -32,6 +32,7 @@ class PriceView:
     price_per_image: Decimal | None
     price_per_request: Decimal | None
     price_per_audio_second: Decimal | None
+    price_per_million_characters: Decimal | None
     effective_at: datetime
     created_at: datetime
 
@@ -46,6 +47,7 @@ class NewPrice:
     price_per_image: Decimal | None = None
     price_per_request: Decimal | None = None
     price_per_audio_second: Decimal | None = None
+    price_per_million_characters: Decimal | None = None
     effective_at: datetime | None = None
 
 
@@ -60,6 +62,7 @@ def _view(row: ModelPrice) -> PriceView:
         price_per_image=row.price_per_image,
         price_per_request=row.price_per_request,
         price_per_audio_second=row.price_per_audio_second,
+        price_per_million_characters=row.price_per_million_characters,
         effective_at=row.effective_at,
         created_at=row.created_at,
     )

@@ -27,6 +27,7 @@ from otari_gateway.errors import (
 )
 from otari_gateway.limits import UNLIMITED, Limiter
 from otari_gateway.limits.base import tighter
+from otari_gateway.pipeline.auxiliary import expected_units
 from otari_gateway.pipeline.cache import TTLCache
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Target
@@ -184,7 +185,7 @@ class Admission:
         token_scopes, headers = await self._rate_limit(key, input_tokens + output)
         estimate = Decimal(0)
         if price is not None and not price.is_free:
-            estimate = estimate_cost(input_tokens, output, price)
+            estimate = estimate_cost(input_tokens, output, price, expected_units(request))
         if await self._ledger.reset_due_periods(user, key, utcnow()):
             self._users.clear()
             user = await self._user(user.user_id, create=False)

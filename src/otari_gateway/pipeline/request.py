@@ -18,6 +18,11 @@ class Surface(StrEnum):
     MESSAGES = "messages"
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
+    RERANK = "rerank"
+    IMAGES = "images"
+    SPEECH = "audio_speech"
+    TRANSCRIPTIONS = "audio_transcriptions"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,13 @@ import anyio
 import structlog
 
 from otari_gateway.errors import GatewayError, InternalError, InvalidRequest, UpstreamError
-from otari_gateway.pipeline import passthrough, responses_bridge, translated
+from otari_gateway.pipeline import auxiliary, passthrough, responses_bridge, translated
 from otari_gateway.pipeline.admission import Admission, Admitted
 from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Router, Target
 from otari_gateway.pipeline.settle import CLIENT_CLOSED, Outcome, Settler
-from otari_gateway.providers.base import Wire
+from otari_gateway.providers.base import RAW_REPLY_OPERATIONS, Wire
 from otari_gateway.providers.sse import SSESplitter
 
 log = structlog.get_logger(__name__)
@@ -33,6 +33,11 @@ _EXCHANGES: Mapping[tuple[Surface, Wire], Exchange] = {
     (Surface.EMBEDDINGS, Wire.OPENAI): passthrough.EMBEDDINGS,
     (Surface.CHAT, Wire.ANTHROPIC): translated.CHAT_VIA_MESSAGES,
     (Surface.MESSAGES, Wire.OPENAI): translated.MESSAGES_VIA_CHAT,
+    (Surface.MODERATIONS, Wire.OPENAI): auxiliary.MODERATIONS,
+    (Surface.RERANK, Wire.OPENAI): auxiliary.RERANK,
+    (Surface.IMAGES, Wire.OPENAI): auxiliary.IMAGES,
+    (Surface.SPEECH, Wire.OPENAI): auxiliary.SPEECH,
+    (Surface.TRANSCRIPTIONS, Wire.OPENAI): auxiliary.TRANSCRIPTIONS,
 }
 
 # Tried when the upstream lacks the operation the exchange above needs.
@@ -41,12 +46,15 @@ _BRIDGES: Mapping[tuple[Surface, Wire], Exchange] = {
     (Surface.RESPONSES, Wire.ANTHROPIC): responses_bridge.RESPONSES_VIA_MESSAGES,
 }
 
+JSON_MEDIA_TYPE = "application/json"
+
 
 @dataclass(frozen=True, slots=True)
 class JSONResult:
     body: bytes
     status: int = 200
     headers: Mapping[str, str] = field(default_factory=dict)
+    media_type: str = JSON_MEDIA_TYPE
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +110,10 @@ class Pipeline:
             )
             raise
         await self._settle(Outcome(request, target, admitted, usage, 200))
-        return JSONResult(content, headers=admitted.limit_headers)
+        media_type = (
+            reply.content_type if exchange.operation in RAW_REPLY_OPERATIONS else JSON_MEDIA_TYPE
+        )
+        return JSONResult(content, headers=admitted.limit_headers, media_type=media_type)
 
     async def _settle_shielded(self, outcome: Outcome) -> None:
         """Settle in a task of its own that the caller's cancellation cannot interrupt.

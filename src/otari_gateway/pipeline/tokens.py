@@ -39,12 +39,25 @@ def _pieces(value: Any) -> Iterator[str | None]:
                 yield from _pieces(item)
 
 
+# Chat, Messages and Responses input; rerank's query and documents; an image prompt.
+_INPUT_FIELDS = (
+    "system",
+    "messages",
+    "tools",
+    "input",
+    "instructions",
+    "query",
+    "documents",
+    "prompt",
+)
+
+
 async def count_input_tokens(body: Mapping[str, Any], count: Counter | None = None) -> int:
-    """Input tokens of a Chat, Messages or Responses body (system, messages, tools):
-    exact for the text when ``count`` is given, four characters a token otherwise."""
+    """Input tokens of a request body (system, messages, tools, inputs, prompts): exact for
+    the text when ``count`` is given, four characters a token otherwise."""
     texts: list[str] = []
     images = 0
-    for key in ("system", "messages", "tools", "input", "instructions"):
+    for key in _INPUT_FIELDS:
         for piece in _pieces(body.get(key)):
             if piece is None:
                 images += 1

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otari_gateway.errors import InvalidRequest
+from otari_gateway.pipeline.form import FormFile
 
 GATEWAY_ONLY_FIELDS = ("guardrails", "mcp_servers", "max_tool_iterations")
 
@@ -123,4 +124,92 @@ def check_embeddings(body: Mapping[str, Any]) -> str:
         return model
     if not isinstance(value, list) or not value:
         raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
+    return model
+
+
+def _required(body: Mapping[str, Any], name: str) -> Any:
+    value = body.get(name)
+    if value is None:
+        raise InvalidRequest(f"'{name}' is required", param=name, code="missing_required_parameter")
+    return value
+
+
+def _text(body: Mapping[str, Any], name: str) -> str:
+    value = _required(body, name)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"'{name}' must be a non-empty string", param=name)
+    return value
+
+
+def _positive_int(body: Mapping[str, Any], name: str) -> None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise InvalidRequest(f"'{name}' must be a positive integer", param=name)
+
+
+def _not_streamed(body: Mapping[str, Any], path: str) -> None:
+    # Form fields arrive as text, so a multipart "true" counts as asking for a stream too.
+    if body.get("stream") in (True, "true", "True"):
+        raise InvalidRequest(
+            f"streaming is not supported on {path} by the gateway; omit 'stream'", param="stream"
+        )
+
+
+def check_moderations(body: Mapping[str, Any]) -> str:
+    """``/v1/moderations``: returns the model (required here: it selects the provider)."""
+    model = _model(body)
+    value = _required(body, "input")
+    if not isinstance(value, str) and not (isinstance(value, list) and value):
+        raise InvalidRequest("'input' must be a string or a non-empty array", param="input")
+    return model
+
+
+def check_rerank(body: Mapping[str, Any]) -> str:
+    """``/v1/rerank``: returns the model."""
+    model = _model(body)
+    _text(body, "query")
+    documents = _required(body, "documents")
+    if not isinstance(documents, list) or not documents:
+        raise InvalidRequest("'documents' must be a non-empty array", param="documents")
+    for index, document in enumerate(documents):
+        text = document.get("text") if isinstance(document, dict) else document
+        if not isinstance(text, str):
+            where = f"documents[{index}]"
+            raise InvalidRequest(
+                f"'{where}' must be a string or an object with a string 'text'", param=where
+            )
+    _positive_int(body, "top_n")
+    return model
+
+
+def check_images(body: Mapping[str, Any]) -> str:
+    """``/v1/images/generations``: returns the model."""
+    model = _model(body)
+    _text(body, "prompt")
+    _positive_int(body, "n")
+    _not_streamed(body, "/v1/images/generations")
+    return model
+
+
+def check_speech(body: Mapping[str, Any]) -> str:
+    """``/v1/audio/speech``: returns the model."""
+    model = _model(body)
+    _text(body, "input")
+    voice = _required(body, "voice")
+    if not isinstance(voice, str | dict):
+        raise InvalidRequest("'voice' must be a string or an object", param="voice")
+    if body.get("stream_format") == "sse":
+        raise InvalidRequest(
+            "stream_format 'sse' is not supported by the gateway; the audio is relayed whole",
+            param="stream_format",
+        )
+    return model
+
+
+def check_transcription(form: Mapping[str, Any]) -> str:
+    """``/v1/audio/transcriptions`` (form fields): returns the model."""
+    model = _model(form)
+    if not isinstance(_required(form, "file"), FormFile):
+        raise InvalidRequest("'file' must be an uploaded audio file", param="file")
+    _not_streamed(form, "/v1/audio/transcriptions")
     return model

@@ -28,6 +28,16 @@ class Operation(StrEnum):
     MESSAGES = "messages"
     RESPONSES = "responses"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
+    RERANK = "rerank"
+    IMAGES = "images"
+    SPEECH = "speech"
+    TRANSCRIPTIONS = "transcriptions"
+
+
+# Answers relayed with the upstream's own Content-Type: audio, or the plain text, SRT and
+# VTT formats a transcription can be asked for. Every other operation answers JSON.
+RAW_REPLY_OPERATIONS = frozenset({Operation.SPEECH, Operation.TRANSCRIPTIONS})
 
 
 @dataclass(frozen=True, slots=True)

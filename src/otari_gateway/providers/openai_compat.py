@@ -18,7 +18,18 @@ DEFAULT_API_BASE = "https://api.openai.com/v1"
 
 CAPABILITIES = Capabilities(
     wire=Wire.OPENAI,
-    operations=frozenset({Operation.CHAT, Operation.RESPONSES, Operation.EMBEDDINGS}),
+    operations=frozenset(
+        {
+            Operation.CHAT,
+            Operation.RESPONSES,
+            Operation.EMBEDDINGS,
+            Operation.MODERATIONS,
+            Operation.RERANK,
+            Operation.IMAGES,
+            Operation.SPEECH,
+            Operation.TRANSCRIPTIONS,
+        }
+    ),
 )
 # Responses requests to these instances are bridged onto Chat Completions by the pipeline.
 WITHOUT_RESPONSES = Capabilities(
@@ -29,6 +40,12 @@ _PATHS = {
     Operation.CHAT: "/chat/completions",
     Operation.RESPONSES: "/responses",
     Operation.EMBEDDINGS: "/embeddings",
+    Operation.MODERATIONS: "/moderations",
+    # Where vLLM, Jina, Infinity and other OpenAI-compatible rerank servers serve it.
+    Operation.RERANK: "/rerank",
+    Operation.IMAGES: "/images/generations",
+    Operation.SPEECH: "/audio/speech",
+    Operation.TRANSCRIPTIONS: "/audio/transcriptions",
 }
 
 

@@ -128,6 +128,7 @@ class ModelPrice(Base):
     price_per_image: Mapped[Decimal | None] = mapped_column(Money())
     price_per_request: Mapped[Decimal | None] = mapped_column(Money())
     price_per_audio_second: Mapped[Decimal | None] = mapped_column(Money())
+    price_per_million_characters: Mapped[Decimal | None] = mapped_column(Money())
     effective_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

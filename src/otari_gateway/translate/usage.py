@@ -7,6 +7,7 @@ because OpenAI-compatible servers vary a lot in how much of the usage shape they
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from otari_gateway.usage import Usage
@@ -73,6 +74,58 @@ def usage_from_responses(usage: Mapping[str, Any] | None) -> Usage:
         completion_tokens=_int(usage.get("output_tokens")),
         cache_read_tokens=_int(_sub(usage, "input_tokens_details").get("cached_tokens")),
         reasoning_tokens=_int(_sub(usage, "output_tokens_details").get("reasoning_tokens")),
+    )
+
+
+def usage_from_rerank(usage: Mapping[str, Any] | None) -> Usage:
+    """Read a rerank ``usage``: vLLM and Jina report only ``total_tokens``, others
+    ``prompt_tokens`` or ``input_tokens``; all of them count input."""
+    if not usage:
+        return Usage()
+    for name in ("prompt_tokens", "input_tokens", "total_tokens"):
+        if usage.get(name) is not None:
+            return Usage(prompt_tokens=_int(usage.get(name)))
+    return Usage()
+
+
+def usage_from_images(reply: Mapping[str, Any]) -> Usage:
+    """Read an image generation answer: one image per ``data`` item, and the token
+    ``usage`` that token-priced image models (gpt-image-1) add."""
+    data = reply.get("data")
+    usage = reply.get("usage")
+    tokens = usage_from_responses(usage if isinstance(usage, Mapping) else None)
+    return Usage(
+        prompt_tokens=tokens.prompt_tokens,
+        completion_tokens=tokens.completion_tokens,
+        images=len(data) if isinstance(data, list) else 0,
+    )
+
+
+def _seconds(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return seconds if seconds.is_finite() and seconds >= 0 else None
+
+
+def usage_from_transcription(reply: Mapping[str, Any]) -> Usage:
+    """Read a JSON transcription: ``usage`` of type ``tokens`` (gpt-4o-transcribe) or
+    ``duration`` (whisper-1, in ``seconds``), else ``verbose_json``'s top-level ``duration``.
+
+    ``audio_seconds`` is 0 when the answer states no duration.
+    """
+    usage = reply.get("usage")
+    usage = usage if isinstance(usage, Mapping) else {}
+    seconds = _seconds(usage.get("seconds"))
+    if seconds is None:
+        seconds = _seconds(reply.get("duration"))
+    return Usage(
+        prompt_tokens=_int(usage.get("input_tokens")),
+        completion_tokens=_int(usage.get("output_tokens")),
+        audio_seconds=seconds or Decimal(0),
     )
 
 
