@@ -94,15 +94,19 @@ async def test_long_text_is_counted_off_the_loop_with_the_same_result(
     assert await count_input_tokens(body, counter) == counter(text) + 3
 
 
-def test_unknown_models_and_disabled_counting_fall_back() -> None:
-    assert Tokenizers().counter("claude-sonnet-4-5") is None
-    assert Tokenizers(enabled=False).counter("gpt-4o-mini") is None
-
-
-async def test_an_encoding_not_preloaded_loads_in_the_background() -> None:
+async def test_o200k_always_loads_and_cl100k_only_when_declared() -> None:
     tokenizers = Tokenizers()
-    assert tokenizers.counter("gpt-4o") is None
-    await tokenizers.preload(["gpt-4o"])
+    assert tokenizers.counter("gpt-4o") is None  # nothing loads during traffic
+    await tokenizers.preload(["claude-sonnet-4-5"])
     counter = tokenizers.counter("gpt-4o")
     assert counter is not None
     assert counter("hello world") == 2
+    assert tokenizers.counter("gpt-4") is None
+    assert tokenizers.counter("claude-sonnet-4-5") is None
+
+
+async def test_disabled_counting_loads_nothing() -> None:
+    tokenizers = Tokenizers(enabled=False)
+    await tokenizers.preload(["gpt-4o-mini", "gpt-4"])
+    assert tokenizers.counter("gpt-4o-mini") is None
+    assert tokenizers.counter("gpt-4") is None

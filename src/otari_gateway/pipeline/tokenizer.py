@@ -2,11 +2,12 @@
 
 The BPE rank files ship in ``bpe/`` because tiktoken would otherwise download them on
 first use and gateways often run without internet access; tiktoken verifies each file
-against the SHA-256 it expects before using it. An encoding is loaded once per process
-(about 0.4 s and 30–50 MB for ``o200k_base``), in a worker thread so the event loop never
-waits on it. Models without a known encoding (Claude, Gemini, most open models) and the
-requests that arrive while an encoding is still loading are estimated at four characters
-per token instead.
+against the SHA-256 it expects before using it. Encodings load at start-up only, never
+during traffic: building one takes about 0.4 s, mostly holding the GIL, which would stall
+every request on the worker. ``o200k_base`` (every current OpenAI chat model; ~45 MB) always
+loads; ``cl100k_base`` (GPT-4, GPT-3.5, the embedding models; ~20 MB) only when a configured
+model declares it. Models without a loaded encoding (Claude, Gemini, most open models, and
+undeclared legacy ones) are estimated at four characters per token instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 BPE_DIR = Path(__file__).parent / "bpe"
 SHIPPED_ENCODINGS = frozenset({"cl100k_base", "o200k_base"})
+ALWAYS_LOADED = "o200k_base"
 # Text beyond this many characters is tokenised off the event loop (tiktoken releases the
 # GIL), so one huge prompt cannot stall every other request on the worker.
 INLINE_CHARS = 16_384
@@ -62,50 +64,30 @@ def _load(name: str) -> tiktoken.Encoding:
 
 
 class Tokenizers:
-    """The loaded encodings of one process, loaded on first need."""
+    """The encodings this process loaded at start-up."""
 
     def __init__(self, *, enabled: bool = True) -> None:
         self._enabled = enabled
         self._counters: dict[str, Counter] = {}
-        self._loading: set[str] = set()
-        self._failed: set[str] = set()
 
     async def preload(self, models: Iterable[str]) -> None:
-        """Load the encodings of the configured models before traffic arrives."""
-        for name in {encoding_name(model) for model in models} - {None}:
-            assert name is not None
-            await self._load_in_thread(name)
+        """Load ``o200k_base`` and the encodings of the configured ``models`` (start-up)."""
+        if not self._enabled:
+            return
+        wanted = {ALWAYS_LOADED} | {encoding_name(model) for model in models} - {None}
+        for name in sorted(n for n in wanted if n is not None and n not in self._counters):
+            await anyio.to_thread.run_sync(self._load, name)
 
     def counter(self, model: str) -> Counter | None:
-        """Exact counting for ``model`` if its encoding is ready; otherwise None, and a
-        load starts in the background when the encoding is known but not loaded yet."""
-        if not self._enabled:
-            return None
+        """Exact counting for ``model`` if its encoding is loaded, else None."""
         name = encoding_name(model)
-        if name is None:
-            return None
-        counter = self._counters.get(name)
-        if counter is not None:
-            return counter
-        if name not in self._loading and name not in self._failed:
-            self._loading.add(name)
-            threading.Thread(target=self._load_sync, args=(name,), daemon=True).start()
-        return None
+        return None if name is None else self._counters.get(name)
 
-    async def _load_in_thread(self, name: str) -> None:
-        if not self._enabled or name in self._counters or name in self._failed:
-            return
-        self._loading.add(name)
-        await anyio.to_thread.run_sync(self._load_sync, name)
-
-    def _load_sync(self, name: str) -> None:
+    def _load(self, name: str) -> None:
         try:
             self._counters[name] = _counter(_load(name))
         except Exception as exc:  # noqa: BLE001 -- a damaged install must not stop the gateway
             log.warning("tokenizer.load_failed", encoding=name, error=type(exc).__name__)
-            self._failed.add(name)
-        finally:
-            self._loading.discard(name)
 
 
 def _counter(encoding: tiktoken.Encoding) -> Counter:
