@@ -6,7 +6,6 @@ their schemas are declared for OpenAPI in ``openapi.py``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from otari_gateway.api.sse import SSEResponse
 from otari_gateway.errors import GatewayError, InternalError
 from otari_gateway.pipeline import validate
 from otari_gateway.pipeline.form import form_content_type, parse_form
+from otari_gateway.pipeline.ids import new_request_id
 from otari_gateway.pipeline.request import Caller, GatewayRequest, Surface
 from otari_gateway.pipeline.run import JSONResult
 from otari_gateway.pipeline.tokens import count_input_tokens
@@ -33,10 +33,6 @@ Handler = Callable[[Request, str], Awaitable[Response]]
 
 # Anthropic's beta flags change request semantics upstream, so they travel with the request.
 _FORWARDED_ANTHROPIC_HEADERS = ("anthropic-beta",)
-
-
-def new_request_id() -> str:
-    return secrets.token_hex(16)
 
 
 def _guarded(envelope: Envelope, handler: Handler) -> Callable[[Request], Awaitable[Response]]:

@@ -5,9 +5,9 @@
    own. If any would be exceeded, nothing is held and the request is refused with 403.
 2. Holds come out of this process's *lease* on each budget: headroom taken from the
    database in one atomic conditional UPDATE (``store/leases.py``: the sum of all leases
-   never exceeds what is left), sized for ``LEASE_REQUESTS`` requests and shrinking to a
-   single request's hold as the budget nears its end. So exactness costs a database round
-   trip per lease, not per request.
+   never exceeds what is left), sized for twice the process's requests in flight (16 to
+   256 holds) and shrinking to a single request's hold as the budget nears its end. So
+   exactness costs a database round trip per lease, not per request.
 3. When the request ends, its actual cost is charged in the usage writer's batch
    (``spend += cost``, and the cost leaves the lease) and the rest of its hold goes back to
    the lease at once. Upstream failures charge nothing; a client that disconnects is
@@ -56,6 +56,7 @@ log = structlog.get_logger(__name__)
 
 ZERO = Decimal(0)
 LEASE_REQUESTS = 16
+MAX_LEASE_REQUESTS = 256
 LEASE_IDLE_SECONDS = 0.4
 LEASE_TTL_SECONDS = 30.0
 _TICK_SECONDS = 0.2
@@ -70,6 +71,7 @@ class _Lease:
     confirmed: float
     available: Decimal = ZERO
     in_flight: Decimal = ZERO
+    holds: int = 0
     reported: Decimal = ZERO
     lost: bool = False
 
@@ -186,6 +188,7 @@ class Ledger:
 
     def _give(self, lease: _Lease, held: Decimal, cost: Decimal) -> None:
         lease.in_flight -= held
+        lease.holds -= 1
         if self._active.get(_scope(lease)) is lease:
             lease.available += held - cost
         # A retired lease keeps the remainder until it closes and gives everything back.
@@ -212,6 +215,7 @@ class Ledger:
     def _carve(lease: _Lease, amount: Decimal, now: float) -> _Lease:
         lease.available -= amount
         lease.in_flight += amount
+        lease.holds += 1
         lease.last_used = now
         return lease
 
@@ -220,13 +224,15 @@ class Ledger:
         lease = self._active.get(scope)
         if lease is not None and lease.available >= amount:
             return self._carve(lease, amount, now)
-        for size in (amount * LEASE_REQUESTS, amount):
+        # Enough for this process's concurrency: twice the holds in flight, at least
+        # LEASE_REQUESTS, at most MAX_LEASE_REQUESTS (what one idle worker can keep from
+        # the others until it gives it back).
+        requests = LEASE_REQUESTS if lease is None else max(LEASE_REQUESTS, 2 * lease.holds)
+        for size in (amount * min(requests, MAX_LEASE_REQUESTS), amount):
             grown = await self._grow(scope, lease, size, now)
             if grown is not None:
-                grown.available += size - amount
-                grown.in_flight += amount
-                grown.last_used = now
-                return grown
+                grown.available += size
+                return self._carve(grown, amount, now)
         return None
 
     async def _grow(
