@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import click
 import structlog
 import uvicorn
-from alembic.util import CommandError
 from sqlalchemy.exc import SQLAlchemyError
 
 from otari_gateway import __version__
@@ -19,7 +20,6 @@ from otari_gateway.config import ConfigError, GatewayConfig, load_config
 from otari_gateway.control.keys import KeyService
 from otari_gateway.pipeline.bootstrap import bootstrap_api_key, master_key_digest
 from otari_gateway.providers.registry import build_providers
-from otari_gateway.store import migrate
 from otari_gateway.store.database import Database
 from otari_gateway.telemetry.logging import configure_logging
 
@@ -61,7 +61,7 @@ def serve(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if config.auto_migrate:
-        _migrate(config.database_url, "head")
+        _migrate_in_child(config.database_url)
     # Once in this process, before workers start, so a generated credential is made and
     # shown once rather than once per worker.
     asyncio.run(_first_start(config))
@@ -114,10 +114,33 @@ def _load(config_path: Path | None) -> GatewayConfig:
 
 
 def _migrate(database_url: str, revision: str) -> str:
+    outcome, failed = _migration(database_url, revision)
+    if failed:
+        raise click.ClickException(outcome)
+    return outcome
+
+
+def _migration(database_url: str, revision: str) -> tuple[str, bool]:
+    """(what happened, whether it failed): plain values, so a child process can return it."""
+    # Imported here: alembic adds ~9 MB to a process, and a serving one never needs it.
+    from alembic.util import CommandError
+
+    from otari_gateway.store import migrate
+
     try:
-        return migrate.migrate_to(database_url, revision)
+        return migrate.migrate_to(database_url, revision), False
     except (ValueError, CommandError, SQLAlchemyError, OSError) as exc:
-        raise click.ClickException(f"migration failed: {exc}") from None
+        return f"migration failed: {exc}", True
+
+
+def _migrate_in_child(database_url: str) -> None:
+    """``serve``'s auto-migration, in a short-lived child process: the serving process
+    (the only worker, with ``--workers 1``) then never loads alembic."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+        outcome, failed = child.submit(_migration, database_url, "head").result()
+    if failed:
+        raise click.ClickException(outcome)
 
 
 @main.command("init-db")
