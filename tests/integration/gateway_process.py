@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 
 
@@ -36,6 +37,7 @@ class GatewayProcess:
     ) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.master_key = str(config.get("master_key", ""))
         self.config_path = workdir / "config.yml"
         self.config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
         self.log_path = workdir / "gateway.log"
@@ -78,6 +80,21 @@ class GatewayProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gateway did not become healthy:\n{self.logs()}")
+
+    def call(self, method: str, path: str, body: Any = None, *, key: str | None = None) -> Any:
+        """One JSON request (the master key unless ``key`` is given); the parsed answer."""
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=None if body is None else orjson.dumps(body),
+            headers={
+                "Authorization": f"Bearer {key or self.master_key}",
+                "Content-Type": "application/json",
+            },
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            payload = response.read()
+        return orjson.loads(payload) if payload else None
 
     def logs(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -13,7 +13,6 @@ from typing import Any
 
 import anthropic
 import openai
-import orjson
 import pytest
 
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -30,15 +29,7 @@ class Gateway:
     fake: FakeOpenAI
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        request = urllib.request.Request(
-            self.process.base_url + path,
-            data=None if body is None else orjson.dumps(body),
-            headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"},
-            method=method,
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            payload = response.read()
-        return orjson.loads(payload) if payload else None
+        return self.process.call(method, path, body)
 
     def client(self, key: str) -> openai.OpenAI:
         return openai.OpenAI(api_key=key, base_url=self.process.base_url + "/v1", max_retries=0)

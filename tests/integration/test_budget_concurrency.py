@@ -9,14 +9,11 @@ equal the sum of the usage rows, to the micro-dollar, and holds must drain to ze
 from __future__ import annotations
 
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import anyio
 import openai
-import orjson
 
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.integration.gateway_process import GatewayProcess
@@ -25,18 +22,6 @@ MASTER = "sk-budget-master"
 COST_PER_REQUEST = Decimal(8)  # 2 input tokens × $1 + 3 output tokens × $2 (see the prices)
 REQUESTS_AFFORDED = 10
 BURST = 5 * REQUESTS_AFFORDED
-
-
-def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        base_url + path,
-        data=None if body is None else orjson.dumps(body),
-        headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"},
-        method=method,
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        payload = response.read()
-    return orjson.loads(payload) if payload else None
 
 
 async def _burst(base_url: str, key: str) -> tuple[int, int]:
@@ -82,16 +67,18 @@ def test_burst_never_overspends_and_spend_equals_rows(database_url: str, tmp_pat
         gateway.start()
         try:
             base = gateway.base_url
-            budget = _call(base, "POST", "/v1/budgets", {"max_budget": str(budget_limit)})
-            _call(base, "POST", "/v1/users", {"user_id": "burst", "budget_id": budget["budget_id"]})
-            key = _call(base, "POST", "/v1/keys", {"user_id": "burst"})["key"]
+            budget = gateway.call("POST", "/v1/budgets", {"max_budget": str(budget_limit)})
+            gateway.call(
+                "POST", "/v1/users", {"user_id": "burst", "budget_id": budget["budget_id"]}
+            )
+            key = gateway.call("POST", "/v1/keys", {"user_id": "burst"})["key"]
             succeeded, refused = anyio.run(_burst, base, key)
             assert succeeded + refused == BURST
             assert succeeded >= 1
             deadline = time.monotonic() + 3
             while True:
-                user = _call(base, "GET", "/v1/users/burst")
-                rows = _call(base, "GET", "/v1/usage?user_id=burst&limit=1000")
+                user = gateway.call("GET", "/v1/users/burst")
+                rows = gateway.call("GET", "/v1/usage?user_id=burst&limit=1000")
                 written = len([row for row in rows if row["status"] == "success"])
                 settled = Decimal(str(user["reserved"])) == 0 and written == succeeded
                 if settled or time.monotonic() > deadline:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import urllib.request
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anyio
 import openai
-import orjson
 from sqlalchemy import select
 
 from otari_gateway.store.database import Database
@@ -30,18 +28,6 @@ MASTER = "sk-crash-master"
 TTL = 3.0
 IN_FLIGHT = 6
 BUDGET = 1000
-
-
-def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        base_url + path,
-        data=None if body is None else orjson.dumps(body),
-        headers={"Authorization": f"Bearer {MASTER}", "Content-Type": "application/json"},
-        method=method,
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        payload = response.read()
-    return orjson.loads(payload) if payload else None
 
 
 def _config(fake: FakeOpenAI, database_url: str) -> dict[str, Any]:
@@ -102,9 +88,9 @@ def test_leases_of_a_killed_gateway_come_back(database_url: str, tmp_path: Path)
         first.start()
         try:
             base = first.base_url
-            budget = _call(base, "POST", "/v1/budgets", {"max_budget": BUDGET})
-            _call(base, "POST", "/v1/users", {"user_id": "crash", "budget_id": budget["budget_id"]})
-            key = _call(base, "POST", "/v1/keys", {"user_id": "crash", "max_budget": BUDGET})["key"]
+            budget = first.call("POST", "/v1/budgets", {"max_budget": BUDGET})
+            first.call("POST", "/v1/users", {"user_id": "crash", "budget_id": budget["budget_id"]})
+            key = first.call("POST", "/v1/keys", {"user_id": "crash", "max_budget": BUDGET})["key"]
             fake.delay_next(30, times=IN_FLIGHT)
             clients = threading.Thread(target=_fire, args=(base, key), daemon=True)
             clients.start()
@@ -126,7 +112,7 @@ def test_leases_of_a_killed_gateway_come_back(database_url: str, tmp_path: Path)
             while anyio.run(_ledger, database_url) != (0, 0, 0):
                 assert time.monotonic() < deadline, anyio.run(_ledger, database_url)
                 time.sleep(0.2)
-            user = _call(second.base_url, "GET", "/v1/users/crash")
+            user = second.call("GET", "/v1/users/crash")
             assert (user["spend"], user["reserved"]) == (0, 0)
             # The whole budget is usable again: one request may hold all of it.
             fake.reset()
