@@ -287,8 +287,7 @@ class Ledger:
                 self._retire(lease)
         try:
             await self._settle_retired(closing=not idle_only)
-            for lease in [*self._active.values(), *self._retired]:
-                await self._report(lease, now)
+            await self._report([*self._active.values(), *self._retired], now)
             if now >= self._next_reap:
                 self._next_reap = now + self._reap_every
                 reaped = await store_leases.reap_expired(self._db, utcnow())
@@ -311,19 +310,30 @@ class Ledger:
                 await store_leases.close(self._db, lease.ref.id)
                 self._retired.remove(lease)
 
-    async def _report(self, lease: _Lease, now: float) -> None:
-        if lease.lost or (
-            lease.in_flight == lease.reported and now - lease.confirmed < self._renew_after
-        ):
-            return
-        held = max(lease.in_flight, ZERO)
-        expires_at = utcnow() + timedelta(seconds=self._ttl)
-        if await store_leases.renew(self._db, lease.ref.id, held=held, expires_at=expires_at):
-            lease.reported = lease.in_flight
-            lease.confirmed = now
-        else:
-            lease.lost = True
-            self._retire(lease)
+    async def _report(self, leases: list[_Lease], now: float) -> None:
+        """Write what each open lease holds in flight, all changes in one batch; renew
+        (and so find out whether it still exists) each lease a third of its TTL after the
+        database last confirmed it."""
+        changed: dict[str, Decimal] = {}
+        for lease in leases:
+            if lease.lost:
+                continue
+            if now - lease.confirmed >= self._renew_after:
+                expires_at = utcnow() + timedelta(seconds=self._ttl)
+                held = max(lease.in_flight, ZERO)
+                if await store_leases.renew(
+                    self._db, lease.ref.id, held=held, expires_at=expires_at
+                ):
+                    lease.reported = lease.in_flight
+                    lease.confirmed = now
+                else:
+                    lease.lost = True
+                    self._retire(lease)
+            elif lease.in_flight != lease.reported:
+                changed[lease.ref.id] = max(lease.in_flight, ZERO)
+                lease.reported = lease.in_flight
+        if changed:
+            await store_leases.report_held(self._db, changed)
 
     async def expire_leases(self) -> None:
         """Lease upkeep, forever (until cancelled at shutdown)."""

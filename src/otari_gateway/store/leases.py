@@ -20,13 +20,24 @@ A process that dies without closing its leases leaves rows that stop being renew
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal, cast
 
-from sqlalchemy import ColumnElement, Table, delete, func, insert, or_, select, type_coerce, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from otari_gateway.store.database import Database
@@ -139,6 +150,21 @@ async def renew(db: Database, lease_id: str, *, held: Decimal, expires_at: datet
             update(_leases).where(_leases.c.id == lease_id).values(held=held, expires_at=expires_at)
         )
         return bool(result.rowcount == 1)
+
+
+async def report_held(db: Database, held: Mapping[str, Decimal]) -> None:
+    """What each lease's in-flight requests hold now, for many leases in one statement
+    (a lease already gone is simply not updated)."""
+    statement = (
+        update(_leases)
+        .where(_leases.c.id == bindparam("lease_id"))
+        .values(held=bindparam("lease_held", type_=Money()))
+    )
+    async with db.transaction() as connection:
+        await connection.execute(
+            statement,
+            [{"lease_id": lease_id, "lease_held": amount} for lease_id, amount in held.items()],
+        )
 
 
 async def close(db: Database, lease_id: str) -> None:
