@@ -34,6 +34,7 @@ class Operation(StrEnum):
 class Capabilities:
     wire: Wire
     operations: frozenset[Operation]
+    streaming: bool = True
 
 
 @dataclass(frozen=True, slots=True)
