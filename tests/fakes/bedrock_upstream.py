@@ -52,7 +52,9 @@ def event_message(event_type: str, payload: dict[str, Any]) -> bytes:
 def _header(name: str, value: str) -> bytes:
     raw_name, raw_value = name.encode(), value.encode()
     # Header value type 7 is a UTF-8 string with a two-byte length.
-    return bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    return (
+        bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    )
 
 
 class FakeBedrock(FakeUpstream):
@@ -98,8 +100,11 @@ class FakeBedrock(FakeUpstream):
         ]
         system = [block["text"] for block in body.get("system") or [] if "text" in block]
         user_text = next(
-            (text for m, text in zip(reversed(messages), reversed(texts), strict=True)
-             if m.get("role") == "user"),
+            (
+                text
+                for m, text in zip(reversed(messages), reversed(texts), strict=True)
+                if m.get("role") == "user"
+            ),
             "",
         )
         reply = c.echo_reply(user_text)

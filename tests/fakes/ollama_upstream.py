@@ -55,7 +55,9 @@ class FakeOllama(FakeUpstream):
             + b"\n"
             for piece in c.stream_pieces(reply)
         ]
-        lines.append(orjson.dumps(_line(model, {"role": "assistant", "content": ""}) | final) + b"\n")
+        lines.append(
+            orjson.dumps(_line(model, {"role": "assistant", "content": ""}) | final) + b"\n"
+        )
         return SseReply(lines, content_type="application/x-ndjson")
 
     def _embed(self, request: RecordedRequest) -> Reply:

@@ -47,9 +47,7 @@ class Expected:
 
 EXPECTED = {
     # Gemini counts thinking tokens apart; OpenAI's completion_tokens include them.
-    "gemini": Expected(
-        "gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS
-    ),
+    "gemini": Expected("gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS),
     # Bedrock's inputTokens exclude cache reads; the gateway's prompt_tokens include them.
     "bedrock": Expected("anthropic.claude-3-haiku-20240307-v1:0", 2 + 2, 3, 2),
     "mistral": Expected("mistral-small-latest", 2, 3),

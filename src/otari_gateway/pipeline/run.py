@@ -21,7 +21,7 @@ from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Router, Target
 from otari_gateway.pipeline.settle import CLIENT_CLOSED, Outcome, Settler
-from otari_gateway.providers.base import Wire
+from otari_gateway.providers.base import Capabilities, Operation, Wire
 from otari_gateway.providers.sse import SSESplitter
 
 log = structlog.get_logger(__name__)
@@ -49,10 +49,22 @@ class StreamResult:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+def _exchange_for(surface: Surface, capabilities: Capabilities) -> Exchange | None:
+    exchange = _EXCHANGES.get((surface, capabilities.wire))
+    if exchange is None or exchange.operation not in capabilities.operations:
+        return None
+    return exchange
+
+
+def served_by(surface: Surface, capabilities: Capabilities) -> Operation | None:
+    """The upstream operation that serves ``surface`` on such a provider (None: not served)."""
+    exchange = _exchange_for(surface, capabilities)
+    return exchange.operation if exchange is not None else None
+
+
 def select_exchange(surface: Surface, target: Target) -> Exchange:
-    wire = target.provider.capabilities.wire
-    exchange = _EXCHANGES.get((surface, wire))
-    if exchange is None or exchange.operation not in target.provider.capabilities.operations:
+    exchange = _exchange_for(surface, target.provider.capabilities)
+    if exchange is None:
         raise InvalidRequest(
             f"provider '{target.instance}' does not support the {surface.value} endpoint",
             param="model",

@@ -43,7 +43,6 @@ class SdkSpec:
     """The ``otari-gateway[...]`` extra that installs its SDK (None: nothing to install)."""
     chat: bool = True
     embeddings: bool = False
-    streaming: bool = True
     blocking_stream: bool = False
     """The SDK reads streams synchronously (boto3), so they run on a worker thread."""
     api_base_arg: str | None = None
@@ -53,7 +52,7 @@ class SdkSpec:
         operations = {Operation.CHAT} if self.chat else set()
         if self.embeddings:
             operations.add(Operation.EMBEDDINGS)
-        return Capabilities(Wire.OPENAI, frozenset(operations), streaming=self.streaming)
+        return Capabilities(Wire.OPENAI, frozenset(operations))
 
 
 class AnyLLMProvider:

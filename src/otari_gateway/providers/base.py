@@ -34,7 +34,6 @@ class Operation(StrEnum):
 class Capabilities:
     wire: Wire
     operations: frozenset[Operation]
-    streaming: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,9 +52,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     ),
     "atlascloud": _openai("https://api.atlascloud.ai/v1", "ATLASCLOUD_API_KEY"),
     "cerebras": _openai("https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"),
-    "dashscope": _openai(
-        "https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY"
-    ),
+    "dashscope": _openai("https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY"),
     "databricks": _openai(None, "DATABRICKS_TOKEN"),
     "deepinfra": _openai("https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"),
     "deepseek": _openai("https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
@@ -109,7 +107,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "vertexai": _sdk(SdkSpec("vertexai", "vertexai", embeddings=True), None),
     "vertexaianthropic": _sdk(SdkSpec("vertexaianthropic", "vertexaianthropic"), None),
     "voyage": _sdk(
-        SdkSpec("voyage", "voyage", chat=False, embeddings=True, streaming=False),
+        SdkSpec("voyage", "voyage", chat=False, embeddings=True),
         "VOYAGE_API_KEY",
     ),
     "watsonx": _sdk(SdkSpec("watsonx", "watsonx"), "WATSONX_API_KEY"),
@@ -139,10 +137,8 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
         sdk_args = {**config.client_args, **extra_keys}
         return AnyLLMProvider(instance, type_name, kind.sdk, resolved, api_key, sdk_args)
     if extra_keys:
-        raise ConfigError(
-            f"providers.{instance}: unknown key(s) {', '.join(sorted(extra_keys))} for "
-            f"provider_type '{type_name}'"
-        )
+        where = ", ".join(f"providers.{instance}.{key}" for key in sorted(extra_keys))
+        raise ConfigError(f"{where}: unknown key for provider_type '{type_name}'")
     if api_base is None and "base_url" not in config.client_args:
         raise ConfigError(f"providers.{instance}: api_base is required for type '{type_name}'")
     assert kind.adapter is not None
