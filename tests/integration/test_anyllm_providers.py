@@ -99,6 +99,12 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 "ollama": {"api_base": ollama.base_url},
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
+                "gemini_slow": {
+                    "provider_type": "gemini",
+                    "api_key": gemini.api_key,
+                    "api_base": gemini.base_url,
+                    "timeout": 1.0,
+                },
                 "gemini_badkey": {
                     "provider_type": "gemini",
                     "api_key": "AIzaWrongKeyWrongKeyWrongKey0000",
@@ -326,3 +332,32 @@ def test_embeddings_through_gemini(upstreams: Upstreams) -> None:
     result = client.embeddings.create(model="gemini:text-embedding-004", input=["a b", "c"])
     assert [item.index for item in result.data] == [0, 1]
     assert len(result.data[0].embedding) == 8
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_provider_times_out_with_504(upstreams: Upstreams, stream: bool) -> None:
+    upstreams.gemini.delay_next(5)
+    client = _openai(upstreams, f"anyllm-slow-{stream}")
+    started = time.monotonic()
+    # A stream that times out before its first chunk is refused with the status itself.
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="gemini_slow:gemini-2.0-flash",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=stream,
+        )
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < 4
+
+
+def test_bedrock_throttling_is_answered_at_once_without_sdk_retries(upstreams: Upstreams) -> None:
+    upstreams.bedrock.reset()
+    upstreams.bedrock.fail_next(429, times=5)
+    client = _openai(upstreams, "anyllm-bedrock-429")
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(
+            model="bedrock:anthropic.claude-3-haiku-20240307-v1:0",
+            messages=[{"role": "user", "content": PROMPT}],
+        )
+    assert len(upstreams.bedrock.requests) == 1
+    upstreams.bedrock.reset()

@@ -43,10 +43,13 @@ class SdkSpec:
     """The ``otari-gateway[...]`` extra that installs its SDK (None: nothing to install)."""
     chat: bool = True
     embeddings: bool = False
-    blocking_stream: bool = False
-    """The SDK reads streams synchronously (boto3), so they run on a worker thread."""
+    boto: bool = False
+    """The SDK is boto3: blocking streams run on a worker thread, and the instance's
+    timeouts and a no-retry policy go into a botocore ``Config``."""
     api_base_arg: str | None = None
     """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored."""
+    openai_api: bool = False
+    """The upstream is OpenAI's own API (Azure OpenAI): OpenAI-only fields are kept."""
 
     def capabilities(self) -> Capabilities:
         operations = {Operation.CHAT} if self.chat else set()
@@ -75,6 +78,7 @@ class AnyLLMProvider:
         self._api_base = config.api_base
         self._sdk_args = dict(sdk_args)
         self._seconds = config.timeout
+        self._connect_seconds = config.connect_timeout
         self._secrets = (api_key or "", *_secret_values(self._sdk_args))
         self._client: AnyLLM | None = None
         self._unavailable: GatewayError | None = None
@@ -100,6 +104,12 @@ class AnyLLMProvider:
         if self._spec.api_base_arg and api_base:
             args.setdefault(self._spec.api_base_arg, api_base)
             api_base = None
+        if self._spec.boto:
+            args["config"] = self._boto_config(args.get("config"))
+        if AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
+            # The gateway answers failures itself (with Retry-After); an SDK's silent retries
+            # would multiply latency and hide the upstream's status.
+            args.setdefault("max_retries", 0)
         return AnyLLM.create(
             self._spec.name,
             api_key=self._api_key,
@@ -107,6 +117,20 @@ class AnyLLMProvider:
             unified_exceptions=True,
             **args,
         )
+
+    def _boto_config(self, overrides: Any) -> Any:
+        """boto3's defaults (60 s reads, up to 4 retries) replaced by the instance's settings."""
+        # Imported here: botocore comes only with the optional extra (ImportError → 400).
+        from botocore.config import Config
+
+        settings: dict[str, Any] = {
+            "read_timeout": self._seconds,
+            "connect_timeout": self._connect_seconds,
+            "retries": {"total_max_attempts": 1},
+        }
+        if isinstance(overrides, Mapping):
+            settings.update(overrides)
+        return Config(**settings)
 
     async def aclose(self) -> None:
         # any-llm exposes no close; the SDK clients release their pools when collected.
@@ -123,7 +147,7 @@ class AnyLLMProvider:
         self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
     ) -> UpstreamReply:
         client = self._ready()
-        params = _params(body)
+        params = self._params(body)
         if operation is Operation.EMBEDDINGS:
             model = params.pop("model", None)
             inputs = params.pop("input", None)
@@ -139,11 +163,11 @@ class AnyLLMProvider:
         self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         client = self._ready()
-        params = _params(body)
+        params = self._params(body)
         params["stream"] = True
         options = params.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
-        if self._spec.blocking_stream:
+        if self._spec.boto:
             chunks: AsyncIterator[ChatCompletionChunk] = threaded_chunks(
                 lambda: client.acompletion(**params)
             )
@@ -156,6 +180,20 @@ class AnyLLMProvider:
             yield openai_sse(first, chunks, include_usage=include_usage, next_chunk=self._next)
         finally:
             await aclose_quietly(chunks)
+
+    def _params(self, body: bytes) -> dict[str, Any]:
+        """any-llm's keyword arguments for an OpenAI chat or embeddings body."""
+        params = orjson.loads(body)
+        if not isinstance(params, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        if not self._spec.openai_api:
+            for name in _OPENAI_ONLY_FIELDS:
+                params.pop(name, None)
+            # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens``
+            # for every provider, while some SDKs take no ``max_completion_tokens``.
+            if "max_completion_tokens" in params:
+                params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        return params
 
     async def _call(self, call: Coroutine[Any, Any, Any]) -> Any:
         try:
@@ -179,11 +217,9 @@ class AnyLLMProvider:
             raise map_sdk_error(exc, self.instance, self._secrets) from None
 
 
-def _params(body: bytes) -> dict[str, Any]:
-    params = orjson.loads(body)
-    if not isinstance(params, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    return params
+# OpenAI platform bookkeeping with no counterpart elsewhere; SDKs of other APIs reject them
+# as unknown arguments. ``user`` is also how a master-key request names whom to bill.
+_OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
 
 
 _SECRET_NAMES = ("key", "secret", "token", "password", "credential")

@@ -68,10 +68,11 @@ def map_sdk_error(exc: Exception, instance: str, secrets: tuple[str, ...]) -> Ga
         return UpstreamAuthError(
             f"the provider '{instance}' rejected the gateway's credentials", code="upstream_auth"
         )
-    if exc.status_code is not None and exc.status_code >= 400:
+    status = exc.status_code or _boto_status(exc.original_exception)
+    if status is not None and status >= 400:
         retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
         return map_status(
-            exc.status_code,
+            status,
             message,
             exc.param,
             exc.code,
@@ -94,6 +95,15 @@ def _map_by_class(exc: AnyLLMError, message: str, instance: str) -> GatewayError
     if isinstance(exc, GatewayTimeoutError) or _is_timeout(exc):
         return UpstreamTimeout(f"provider '{instance}' timed out: {message}")
     return UpstreamError(f"provider '{instance}' failed: {message}")
+
+
+def _boto_status(original: Exception | None) -> int | None:
+    """botocore's ``ClientError`` keeps the status in a dict any-llm does not read."""
+    response = getattr(original, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return status if isinstance(status, int) else None
 
 
 def _is_timeout(exc: BaseException) -> bool:

@@ -88,9 +88,11 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     # default base is None.
     "azure": _sdk(SdkSpec("azure", "azure", embeddings=True), "AZURE_API_KEY"),
     "azureanthropic": _sdk(SdkSpec("azureanthropic", None), "AZURE_ANTHROPIC_API_KEY"),
-    "azureopenai": _sdk(SdkSpec("azureopenai", None, embeddings=True), "AZURE_OPENAI_API_KEY"),
+    "azureopenai": _sdk(
+        SdkSpec("azureopenai", None, embeddings=True, openai_api=True), "AZURE_OPENAI_API_KEY"
+    ),
     "bedrock": _sdk(
-        SdkSpec("bedrock", "bedrock", embeddings=True, blocking_stream=True),
+        SdkSpec("bedrock", "bedrock", embeddings=True, boto=True),
         "AWS_BEARER_TOKEN_BEDROCK",
     ),
     "cohere": _sdk(
@@ -101,9 +103,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "liner": _sdk(SdkSpec("liner", None), "LINER_API_KEY"),
     "mistral": _sdk(SdkSpec("mistral", "mistral", embeddings=True), "MISTRAL_API_KEY"),
     "ollama": _sdk(SdkSpec("ollama", "ollama", embeddings=True), None, "http://127.0.0.1:11434"),
-    "sagemaker": _sdk(
-        SdkSpec("sagemaker", "sagemaker", embeddings=True, blocking_stream=True), None
-    ),
+    "sagemaker": _sdk(SdkSpec("sagemaker", "sagemaker", embeddings=True, boto=True), None),
     "vertexai": _sdk(SdkSpec("vertexai", "vertexai", embeddings=True), None),
     "vertexaianthropic": _sdk(SdkSpec("vertexaianthropic", "vertexaianthropic"), None),
     "voyage": _sdk(
