@@ -361,3 +361,23 @@ def test_bedrock_throttling_is_answered_at_once_without_sdk_retries(upstreams: U
         )
     assert len(upstreams.bedrock.requests) == 1
     upstreams.bedrock.reset()
+
+
+@pytest.mark.parametrize("instance", ["cohere", "mistral"])
+def test_master_key_user_field_bills_but_is_not_sent_upstream(
+    upstreams: Upstreams, instance: str
+) -> None:
+    """Cohere's and Mistral's SDKs reject OpenAI's ``user``; it names whom the gateway bills."""
+    expected = EXPECTED[instance]
+    user_id = f"anyllm-master-{instance}"
+    with openai.OpenAI(
+        base_url=upstreams.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30
+    ) as client:
+        reply = client.chat.completions.create(
+            model=f"{instance}:{expected.model}",
+            messages=[{"role": "user", "content": PROMPT}],
+            user=user_id,
+            max_completion_tokens=50,
+        )
+    assert reply.choices[0].message.content == REPLY
+    _assert_row(upstreams, user_id, instance, expected)
