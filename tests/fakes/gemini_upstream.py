@@ -29,6 +29,8 @@ _STATUS_NAMES = {
 _MODEL = re.compile(r"/v1(?:beta)?/models/([^:]+):")
 CACHED_TOKENS = 2
 THOUGHTS_TOKENS = 4
+THOUGHT = "the user greets me"
+"""A model whose name contains ``thinking`` answers with this thought part first."""
 
 
 def _error(status: int, message: str | None = None) -> JsonReply:
@@ -93,9 +95,12 @@ class FakeGemini(FakeUpstream):
         response_id = f"resp-fake{self.next_id()}"
         if request.path.endswith(":streamGenerateContent"):
             return self._stream(model.group(1), response_id, reply, usage, request)
+        candidate = _candidate(reply, "STOP")
+        if "thinking" in model.group(1):
+            candidate["content"]["parts"].insert(0, {"text": THOUGHT, "thought": True})
         return JsonReply(
             {
-                "candidates": [_candidate(reply, "STOP")],
+                "candidates": [candidate],
                 "usageMetadata": usage,
                 "modelVersion": model.group(1),
                 "responseId": response_id,

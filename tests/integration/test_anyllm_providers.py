@@ -24,7 +24,7 @@ import pytest
 
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.cohere_upstream import FakeCohere
-from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHTS_TOKENS, FakeGemini
+from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeAzureOpenAI, FakeMistral
 from tests.integration.conftest import MASTER_KEY, create_key
@@ -381,3 +381,24 @@ def test_master_key_user_field_bills_but_is_not_sent_upstream(
         )
     assert reply.choices[0].message.content == REPLY
     _assert_row(upstreams, user_id, instance, expected)
+
+
+def test_gemini_thoughts_arrive_as_reasoning_and_thinking_blocks(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-thoughts")
+    reply = client.chat.completions.create(
+        model="gemini:gemini-2.5-thinking", messages=[{"role": "user", "content": PROMPT}]
+    )
+    message = reply.choices[0].message
+    assert message.content == REPLY
+    assert (message.model_extra or {}).get("reasoning") == THOUGHT
+    key = create_key(upstreams.base_url, user_id="anyllm-thoughts")
+    anthropic_client = upstreams.clients.enter_context(
+        anthropic.Anthropic(base_url=upstreams.base_url, api_key=str(key["key"]), max_retries=0)
+    )
+    answer = anthropic_client.messages.create(
+        model="gemini:gemini-2.5-thinking",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    assert [block.type for block in answer.content] == ["thinking", "text"]
+    assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -27,35 +26,11 @@ from any_llm.utils.aio import aclose_quietly
 from otari_gateway.config import ProviderConfig
 from otari_gateway.errors import GatewayError, InvalidRequest
 from otari_gateway.providers.anyllm_errors import map_sdk_error, missing_extra, timed_out
-from otari_gateway.providers.anyllm_stream import openai_sse, threaded_chunks
-from otari_gateway.providers.base import Capabilities, Operation, UpstreamReply, Wire
+from otari_gateway.providers.anyllm_spec import SdkSpec
+from otari_gateway.providers.anyllm_stream import openai_json, openai_sse, threaded_chunks
+from otari_gateway.providers.base import Operation, UpstreamReply
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class SdkSpec:
-    """How one provider type is reached through any-llm."""
-
-    name: str
-    """any-llm's provider key."""
-    extra: str | None
-    """The ``otari-gateway[...]`` extra that installs its SDK (None: nothing to install)."""
-    chat: bool = True
-    embeddings: bool = False
-    boto: bool = False
-    """The SDK is boto3: blocking streams run on a worker thread, and the instance's
-    timeouts and a no-retry policy go into a botocore ``Config``."""
-    api_base_arg: str | None = None
-    """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored."""
-    openai_api: bool = False
-    """The upstream is OpenAI's own API (Azure OpenAI): OpenAI-only fields are kept."""
-
-    def capabilities(self) -> Capabilities:
-        operations = {Operation.CHAT} if self.chat else set()
-        if self.embeddings:
-            operations.add(Operation.EMBEDDINGS)
-        return Capabilities(Wire.OPENAI, frozenset(operations))
 
 
 class AnyLLMProvider:
@@ -155,7 +130,7 @@ class AnyLLMProvider:
         else:
             params["stream"] = False
             result = await self._call(client.acompletion(**params))
-        payload = orjson.dumps(result.model_dump(mode="json", exclude_none=True))
+        payload = orjson.dumps(openai_json(result))
         return UpstreamReply(200, payload, "application/json")
 
     @asynccontextmanager

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from any_llm.types.completion import ChatCompletionChunk
+from pydantic import BaseModel
 
 _DONE = b"data: [DONE]\n\n"
 _HANDOFF_CHUNKS = 32
@@ -29,8 +30,10 @@ def sse(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def chunk_json(chunk: ChatCompletionChunk) -> dict[str, Any]:
-    payload: dict[str, Any] = chunk.model_dump(mode="json", exclude_none=True)
+def openai_json(result: BaseModel) -> dict[str, Any]:
+    """An any-llm result as OpenAI's JSON (reasoning comes out as the ``reasoning`` string
+    that OpenRouter and vLLM send, which the translation to Anthropic thinking blocks reads)."""
+    payload: dict[str, Any] = result.model_dump(mode="json", exclude_none=True)
     return payload
 
 
@@ -46,7 +49,7 @@ async def openai_sse(
     head: dict[str, Any] = {}
     chunk = first
     while chunk is not None:
-        payload = chunk_json(chunk)
+        payload = openai_json(chunk)
         if payload.get("usage"):
             usage = payload["usage"]
         payload.pop("usage", None)

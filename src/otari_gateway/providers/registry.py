@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from otari_gateway.config import ConfigError, GatewayConfig, ProviderConfig
 from otari_gateway.providers.anthropic import AnthropicProvider
-from otari_gateway.providers.anyllm import AnyLLMProvider, SdkSpec
+from otari_gateway.providers.anyllm_spec import SdkSpec
 from otari_gateway.providers.base import Capabilities, Provider
 from otari_gateway.providers.openai_compat import OpenAICompatProvider
 
@@ -133,6 +133,9 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
     resolved = config.model_copy(update={"api_base": api_base})
     extra_keys = dict(config.model_extra or {})
     if kind.sdk is not None:
+        # Imported only when such an instance is configured: any-llm takes seconds to load.
+        from otari_gateway.providers.anyllm import AnyLLMProvider
+
         # Provider-specific keys (Vertex project/location, Bedrock region, ...) go to the SDK.
         sdk_args = {**config.client_args, **extra_keys}
         return AnyLLMProvider(instance, type_name, kind.sdk, resolved, api_key, sdk_args)
