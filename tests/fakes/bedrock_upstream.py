@@ -62,8 +62,10 @@ class FakeBedrock(FakeUpstream):
 
     request_id_header = "x-amzn-requestid"
 
-    def __init__(self, access_key: str = "AKIAFAKEBEDROCK00001") -> None:
-        super().__init__(access_key)
+    def __init__(
+        self, access_key: str = "AKIAFAKEBEDROCK00001", *, stream_interval: float = 0.0
+    ) -> None:
+        super().__init__(access_key, stream_interval=stream_interval)
         self.secret_key = "fake-bedrock-secret-0123456789"
 
     def routes(self) -> Mapping[tuple[str, str], Handler]:

@@ -54,8 +54,10 @@ class FakeGemini(FakeUpstream):
 
     request_id_header = "x-goog-request-id"
 
-    def __init__(self, api_key: str = "AIzaFakeGeminiKey0123456789abcdef") -> None:
-        super().__init__(api_key)
+    def __init__(
+        self, api_key: str = "AIzaFakeGeminiKey0123456789abcdef", *, stream_interval: float = 0.0
+    ) -> None:
+        super().__init__(api_key, stream_interval=stream_interval)
 
     def routes(self) -> Mapping[tuple[str, str], Handler]:
         return PatternRoutes(

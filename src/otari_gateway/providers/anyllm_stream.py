@@ -14,6 +14,7 @@ worker thread with an event loop of its own and hands chunks over through a boun
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -68,7 +69,7 @@ async def threaded_chunks(
     """Run ``open_stream()`` and its iteration on a worker thread's own event loop.
 
     The thread stops at the next chunk after the consumer leaves (a blocked SDK read cannot
-    be interrupted; the per-read timeout bounds it).
+    be interrupted; the per-read timeout bounds it) and then closes the upstream connection.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[ChatCompletionChunk | BaseException | None] = asyncio.Queue(
@@ -92,7 +93,14 @@ async def threaded_chunks(
             return
         hand_over(None)
 
-    worker = threading.Thread(target=asyncio.run, args=(pump(),), daemon=True)
+    def run() -> None:
+        asyncio.run(pump())
+        if stop.is_set():
+            # An abandoned boto3 stream keeps its HTTP response in a reference cycle, so the
+            # upstream connection (and Bedrock's generation) would run on until a collection.
+            gc.collect()
+
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
         while (item := await queue.get()) is not None:
