@@ -87,7 +87,7 @@ def _statuses(base_url: str, user_id: str) -> list[int]:
     ("instance", "model"),
     [("gemini", "gemini-2.0-flash"), ("bedrock", "anthropic.claude-3-haiku-20240307-v1:0")],
 )
-async def test_hanging_up_ends_the_provider_stream(
+def test_hanging_up_ends_the_provider_stream(
     sdk_stack: SdkStack, instance: str, model: str
 ) -> None:
     fake: _ObservedStreams = getattr(sdk_stack, instance)
@@ -98,16 +98,16 @@ async def test_hanging_up_ends_the_provider_stream(
         "messages": [{"role": "user", "content": LONG_PROMPT}],
         "stream": True,
     }
-    received = await read_one_event_then_hang_up(
-        sdk_stack.gateway.port, key, "/v1/chat/completions", body
+    received = asyncio.run(
+        read_one_event_then_hang_up(sdk_stack.gateway.port, key, "/v1/chat/completions", body)
     )
     assert b" 200 " in received.split(b"\r\n", 1)[0], received[:300]
     deadline = time.monotonic() + CANCEL_DEADLINE + 5
     while not fake.stream_records and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        time.sleep(0.05)
     [record] = fake.stream_records
     assert record.peer_gone, "the provider connection was still open when its stream ended"
     assert record.seconds < CANCEL_DEADLINE, record
     while not _statuses(sdk_stack.gateway.base_url, user_id) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+        time.sleep(0.05)
     assert _statuses(sdk_stack.gateway.base_url, user_id) == [499]
