@@ -169,19 +169,25 @@ def test_chat(upstreams: Upstreams, instance: str) -> None:
     _assert_row(upstreams, user_id, instance, expected)
 
 
+def _stream(
+    upstreams: Upstreams, user_id: str, instance: str, **options: Any
+) -> list[openai.types.chat.ChatCompletionChunk]:
+    client = _openai(upstreams, user_id)
+    return list(
+        client.chat.completions.create(
+            model=f"{instance}:{EXPECTED[instance].model}",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            **options,
+        )
+    )
+
+
 @pytest.mark.parametrize("instance", sorted(EXPECTED))
 def test_stream_reports_usage_when_asked(upstreams: Upstreams, instance: str) -> None:
     expected = EXPECTED[instance]
     user_id = f"anyllm-stream-{instance}"
-    client = _openai(upstreams, user_id)
-    chunks = list(
-        client.chat.completions.create(
-            model=f"{instance}:{expected.model}",
-            messages=[{"role": "user", "content": PROMPT}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = _stream(upstreams, user_id, instance, stream_options={"include_usage": True})
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == REPLY
     # Some providers send a last, empty delta after the finish reason (Bedrock's metadata).
@@ -206,19 +212,11 @@ def test_stream_reports_usage_when_asked(upstreams: Upstreams, instance: str) ->
 def test_stream_without_include_usage_has_no_usage_chunk(
     upstreams: Upstreams, instance: str
 ) -> None:
-    expected = EXPECTED[instance]
     user_id = f"anyllm-stream-nousage-{instance}"
-    client = _openai(upstreams, user_id)
-    chunks = list(
-        client.chat.completions.create(
-            model=f"{instance}:{expected.model}",
-            messages=[{"role": "user", "content": PROMPT}],
-            stream=True,
-        )
-    )
+    chunks = _stream(upstreams, user_id, instance)
     assert all(ch.usage is None and ch.choices for ch in chunks)
     # The client did not ask for usage, but the gateway still bills it exactly.
-    _assert_row(upstreams, user_id, instance, expected)
+    _assert_row(upstreams, user_id, instance, EXPECTED[instance])
 
 
 def test_native_key_variable_serves_an_instance_without_a_key(upstreams: Upstreams) -> None:
