@@ -68,6 +68,15 @@ class FakeBedrock(FakeUpstream):
         super().__init__(access_key, stream_interval=stream_interval)
         self.secret_key = "fake-bedrock-secret-0123456789"
 
+    def gateway_instance(self) -> dict[str, str]:
+        """The gateway's provider block for this fake: its endpoint, region and SigV4 keys."""
+        return {
+            "api_base": self.base_url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": self.api_key,
+            "aws_secret_access_key": self.secret_key,
+        }
+
     def routes(self) -> Mapping[tuple[str, str], Handler]:
         return PatternRoutes(
             {

@@ -57,12 +57,7 @@ def sdk_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SdkStack]:
             "require_pricing": False,
             "providers": {
                 "gemini": {"api_key": gemini.api_key, "api_base": gemini.base_url},
-                "bedrock": {
-                    "api_base": bedrock.base_url,
-                    "region_name": "us-east-1",
-                    "aws_access_key_id": bedrock.api_key,
-                    "aws_secret_access_key": bedrock.secret_key,
-                },
+                "bedrock": bedrock.gateway_instance(),
             },
         }
         workdir: Path = tmp_path_factory.mktemp("anyllm-disconnect")

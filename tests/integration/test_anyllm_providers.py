@@ -83,12 +83,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
             "require_pricing": False,
             "providers": {
                 "gemini": {"api_key": gemini.api_key, "api_base": gemini.base_url},
-                "bedrock": {
-                    "api_base": bedrock.base_url,
-                    "region_name": "us-east-1",
-                    "aws_access_key_id": bedrock.api_key,
-                    "aws_secret_access_key": bedrock.secret_key,
-                },
+                "bedrock": bedrock.gateway_instance(),
                 "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
                 "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
                 "azure": {
