@@ -28,9 +28,13 @@ class ConfigError(Exception):
 
 
 class ProviderConfig(BaseModel):
-    """One configured provider instance (``providers.<instance>``)."""
+    """One configured provider instance (``providers.<instance>``).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Keys beyond these are kept: an any-llm provider type passes them to its SDK (Vertex
+    ``project``/``location``, Bedrock ``region_name`` ...); any other type rejects them.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     provider_type: str | None = None
     api_key: str | None = None

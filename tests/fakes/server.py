@@ -60,9 +60,14 @@ class JsonReply:
 
 @dataclass(frozen=True)
 class SseReply:
-    """A ``text/event-stream`` answer; each frame is one complete SSE event."""
+    """A ``text/event-stream`` answer; each frame is one complete SSE event.
+
+    Other streamed formats (NDJSON, AWS event-stream) set their own ``content_type``; a
+    frame is then one line or one binary message.
+    """
 
     frames: Sequence[bytes]
+    content_type: str = "text/event-stream; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -416,7 +421,7 @@ class FakeUpstream:
         response = web.StreamResponse(
             status=200,
             headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
+                "Content-Type": reply.content_type,
                 "Cache-Control": "no-cache",
                 self.request_id_header: self._request_id(),
             },

@@ -60,13 +60,40 @@ def test_unknown_keys_warn_but_do_not_fail() -> None:
         ({"port": 70000}, "port"),
         ({"log_level": "loud"}, "log_level"),
         ({"providers": {"openai": {"timeout": -1}}}, "providers.openai.timeout"),
-        ({"providers": {"openai": {"api_kee": "x"}}}, "providers.openai.api_kee"),
         ({"providers": {"a:b": {}}}, "providers"),
     ],
 )
 def test_invalid_values_name_the_field(raw: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         build_config(raw, environ={})
+
+
+def test_a_mistyped_key_is_rejected_for_a_relayed_provider() -> None:
+    config = build_config({"providers": {"openai": {"api_kee": "x"}}}, environ={})
+    with pytest.raises(ConfigError, match=r"providers\.openai\.api_kee"):
+        build_providers(config, environ={})
+
+
+def test_sdk_provider_keys_reach_the_sdk_client() -> None:
+    config = build_config(
+        {
+            "providers": {
+                "bedrock": {
+                    "region_name": "eu-west-3",
+                    "aws_access_key_id": "AKIAEXAMPLE",
+                    "client_args": {"aws_secret_access_key": "secret-value-123"},
+                }
+            }
+        },
+        environ={},
+    )
+    provider = build_providers(config, environ={})["bedrock"]
+    assert provider._sdk_args == {  # type: ignore[attr-defined]
+        "region_name": "eu-west-3",
+        "aws_access_key_id": "AKIAEXAMPLE",
+        "aws_secret_access_key": "secret-value-123",
+    }
+    assert "secret-value-123" in provider._secrets  # type: ignore[attr-defined]
 
 
 def test_load_config_file_errors(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Router, Target
 from otari_gateway.pipeline.settle import CLIENT_CLOSED, Outcome, Settler
-from otari_gateway.providers.base import RAW_REPLY_OPERATIONS, Wire
+from otari_gateway.providers.base import RAW_REPLY_OPERATIONS, Capabilities, Operation, Wire
 from otari_gateway.providers.sse import SSESplitter
 
 log = structlog.get_logger(__name__)
@@ -63,17 +63,30 @@ class StreamResult:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def select_exchange(surface: Surface, target: Target) -> Exchange:
-    wire = target.provider.capabilities.wire
-    supported = target.provider.capabilities.operations
-    for exchange in (_EXCHANGES.get((surface, wire)), _BRIDGES.get((surface, wire))):
-        if exchange is not None and exchange.operation in supported:
+def _exchange_for(surface: Surface, capabilities: Capabilities) -> Exchange | None:
+    """The same-format exchange, or the bridge when the upstream lacks that operation."""
+    key = (surface, capabilities.wire)
+    for exchange in (_EXCHANGES.get(key), _BRIDGES.get(key)):
+        if exchange is not None and exchange.operation in capabilities.operations:
             return exchange
-    raise InvalidRequest(
-        f"provider '{target.instance}' does not support the {surface.value} endpoint",
-        param="model",
-        code="unsupported_endpoint",
-    )
+    return None
+
+
+def served_by(surface: Surface, capabilities: Capabilities) -> Operation | None:
+    """The upstream operation that serves ``surface`` on such a provider (None: not served)."""
+    exchange = _exchange_for(surface, capabilities)
+    return exchange.operation if exchange is not None else None
+
+
+def select_exchange(surface: Surface, target: Target) -> Exchange:
+    exchange = _exchange_for(surface, target.provider.capabilities)
+    if exchange is None:
+        raise InvalidRequest(
+            f"provider '{target.instance}' does not support the {surface.value} endpoint",
+            param="model",
+            code="unsupported_endpoint",
+        )
+    return exchange
 
 
 class Pipeline:

@@ -1,0 +1,209 @@
+"""Providers reached through the any-llm SDK: upstreams that speak neither OpenAI nor Anthropic.
+
+Gemini, Vertex AI, Bedrock, Azure, Mistral, Cohere, Ollama … each have their own API; any-llm
+translates an OpenAI chat-completions call to each and answers with OpenAI-shaped objects.
+The adapter takes the pipeline's OpenAI body, calls any-llm's async API and hands back
+OpenAI JSON or SSE bytes, so to the pipeline such an instance simply speaks ``Wire.OPENAI``.
+
+One any-llm provider object (holding one SDK client and its connection pool) is made per
+instance at start-up and reused by every request. A missing optional SDK does not stop
+start-up: requests to that instance get a 400 naming the extra to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+import structlog
+from any_llm import AnyLLM
+from any_llm.types.completion import ChatCompletionChunk
+from any_llm.utils.aio import aclose_quietly
+
+from otari_gateway.config import ProviderConfig
+from otari_gateway.errors import GatewayError, InvalidRequest
+from otari_gateway.providers.anyllm_errors import map_sdk_error, missing_extra, timed_out
+from otari_gateway.providers.anyllm_spec import SdkSpec
+from otari_gateway.providers.anyllm_stream import openai_json, openai_sse, threaded_chunks
+from otari_gateway.providers.base import Operation, UpstreamReply
+
+log = structlog.get_logger(__name__)
+
+
+class AnyLLMProvider:
+    """One configured instance whose upstream is reached through an any-llm provider."""
+
+    def __init__(
+        self,
+        instance: str,
+        type_name: str,
+        spec: SdkSpec,
+        config: ProviderConfig,
+        api_key: str | None,
+        sdk_args: Mapping[str, Any],
+    ) -> None:
+        self.instance = instance
+        self.capabilities = spec.capabilities()
+        self._type_name = type_name
+        self._spec = spec
+        self._api_key = api_key
+        self._api_base = config.api_base
+        self._sdk_args = dict(sdk_args)
+        self._seconds = config.timeout
+        self._connect_seconds = config.connect_timeout
+        self._secrets = (api_key or "", *_secret_values(self._sdk_args))
+        self._client: AnyLLM | None = None
+        self._unavailable: GatewayError | None = None
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        try:
+            self._client = self._create()
+        except ImportError:
+            extra = self._spec.extra or self._spec.name
+            self._unavailable = missing_extra(self.instance, self._type_name, extra)
+            log.warning("provider.sdk_missing", instance=self.instance, extra=extra)
+        except Exception as exc:  # noqa: BLE001 -- a broken instance must not stop start-up
+            self._unavailable = map_sdk_error(exc, self.instance, self._secrets)
+            log.warning(
+                "provider.sdk_unusable", instance=self.instance, error=self._unavailable.message
+            )
+
+    def _create(self) -> AnyLLM:
+        args = dict(self._sdk_args)
+        api_base = self._api_base
+        if self._spec.api_base_arg and api_base:
+            args.setdefault(self._spec.api_base_arg, api_base)
+            api_base = None
+        if self._spec.boto:
+            args["config"] = self._boto_config(args.get("config"))
+        if AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
+            # The gateway answers failures itself (with Retry-After); an SDK's silent retries
+            # would multiply latency and hide the upstream's status.
+            args.setdefault("max_retries", 0)
+        return AnyLLM.create(
+            self._spec.name,
+            api_key=self._api_key,
+            api_base=api_base,
+            unified_exceptions=True,
+            **args,
+        )
+
+    def _boto_config(self, overrides: Any) -> Any:
+        """boto3's defaults (60 s reads, up to 4 retries) replaced by the instance's settings."""
+        # Imported here: botocore comes only with the optional extra (ImportError → 400).
+        from botocore.config import Config
+
+        settings: dict[str, Any] = {
+            "read_timeout": self._seconds,
+            "connect_timeout": self._connect_seconds,
+            "retries": {"total_max_attempts": 1},
+        }
+        if isinstance(overrides, Mapping):
+            settings.update(overrides)
+        return Config(**settings)
+
+    async def aclose(self) -> None:
+        # any-llm exposes no close; the SDK clients release their pools when collected.
+        self._client = None
+
+    def _ready(self) -> AnyLLM:
+        if self._unavailable is not None:
+            raise self._unavailable
+        if self._client is None:
+            raise InvalidRequest(f"provider '{self.instance}' is not started")
+        return self._client
+
+    async def send(
+        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+    ) -> UpstreamReply:
+        client = self._ready()
+        params = self._params(body)
+        if operation is Operation.EMBEDDINGS:
+            model = params.pop("model", None)
+            inputs = params.pop("input", None)
+            result: Any = await self._call(client.aembedding(model, inputs, **params))
+        else:
+            params["stream"] = False
+            result = await self._call(client.acompletion(**params))
+        payload = orjson.dumps(openai_json(result))
+        return UpstreamReply(200, payload, "application/json")
+
+    @asynccontextmanager
+    async def stream(
+        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        client = self._ready()
+        params = self._params(body)
+        params["stream"] = True
+        options = params.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage"))
+        if self._spec.boto:
+            chunks: AsyncIterator[ChatCompletionChunk] = threaded_chunks(
+                lambda: client.acompletion(**params)
+            )
+        else:
+            chunks = await self._call(client.acompletion(**params))
+        try:
+            # Many SDKs send the request only when the first chunk is asked for; reading it
+            # here keeps a refusal (401, 429 …) a real status code instead of a stream error.
+            first = await self._next(chunks)
+            yield openai_sse(first, chunks, include_usage=include_usage, next_chunk=self._next)
+        finally:
+            await aclose_quietly(chunks)
+
+    def _params(self, body: bytes) -> dict[str, Any]:
+        """any-llm's keyword arguments for an OpenAI chat or embeddings body."""
+        params = orjson.loads(body)
+        if not isinstance(params, dict):
+            raise InvalidRequest("the request body must be a JSON object")
+        if not self._spec.openai_api:
+            for name in _OPENAI_ONLY_FIELDS:
+                params.pop(name, None)
+            # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens``
+            # for every provider, while some SDKs take no ``max_completion_tokens``.
+            if "max_completion_tokens" in params:
+                params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        return params
+
+    async def _call(self, call: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            with anyio.fail_after(self._seconds):
+                return await call
+        except TimeoutError:
+            raise timed_out(self.instance, self._seconds) from None
+        except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped here
+            raise map_sdk_error(exc, self.instance, self._secrets) from None
+
+    async def _next(self, chunks: AsyncIterator[ChatCompletionChunk]) -> ChatCompletionChunk | None:
+        """The next chunk within the per-read timeout, or None at the end."""
+        try:
+            with anyio.fail_after(self._seconds):
+                return await anext(chunks)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise timed_out(self.instance, self._seconds) from None
+        except Exception as exc:  # noqa: BLE001 -- every SDK failure is mapped here
+            raise map_sdk_error(exc, self.instance, self._secrets) from None
+
+
+# OpenAI platform bookkeeping with no counterpart elsewhere; SDKs of other APIs reject them
+# as unknown arguments. ``user`` is also how a master-key request names whom to bill.
+_OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
+
+
+_SECRET_NAMES = ("key", "secret", "token", "password", "credential")
+
+
+def _secret_values(args: Mapping[str, Any]) -> tuple[str, ...]:
+    """Credential values among the SDK arguments, scrubbed from upstream messages."""
+    return tuple(
+        value
+        for name, value in args.items()
+        if isinstance(value, str) and any(part in name.lower() for part in _SECRET_NAMES)
+    )

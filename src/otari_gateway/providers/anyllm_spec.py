@@ -1,0 +1,37 @@
+"""What the registry says about a provider type reached through any-llm.
+
+Kept apart from the adapter so the registry (and the docs generator) can describe these types
+without importing any-llm, which costs seconds at start-up and is loaded only when an
+instance of such a type is configured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from otari_gateway.providers.base import Capabilities, Operation, Wire
+
+
+@dataclass(frozen=True, slots=True)
+class SdkSpec:
+    """How one provider type is reached through any-llm."""
+
+    name: str
+    """any-llm's provider key."""
+    extra: str | None
+    """The ``otari-gateway[...]`` extra that installs its SDK (None: nothing to install)."""
+    chat: bool = True
+    embeddings: bool = False
+    boto: bool = False
+    """The SDK is boto3: blocking streams run on a worker thread, and the instance's
+    timeouts and a no-retry policy go into a botocore ``Config``."""
+    api_base_arg: str | None = None
+    """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored."""
+    openai_api: bool = False
+    """The upstream is OpenAI's own API (Azure OpenAI): OpenAI-only fields are kept."""
+
+    def capabilities(self) -> Capabilities:
+        operations = {Operation.CHAT} if self.chat else set()
+        if self.embeddings:
+            operations.add(Operation.EMBEDDINGS)
+        return Capabilities(Wire.OPENAI, frozenset(operations))

@@ -1,0 +1,414 @@
+"""Providers reached through any-llm, end to end: official SDK → gateway → provider SDK → fake.
+
+Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
+AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral and Azure OpenAI v1), and the
+provider SDKs inside any-llm are pointed at them through their base-URL options only. Every
+call must answer OpenAI's shapes, and leave one usage row with the provider's token counts.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+import orjson
+import pytest
+
+from tests.fakes.bedrock_upstream import FakeBedrock
+from tests.fakes.cohere_upstream import FakeCohere
+from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
+from tests.fakes.ollama_upstream import FakeOllama
+from tests.fakes.openai_like_upstreams import FakeAzureOpenAI, FakeMistral
+from tests.integration.conftest import MASTER_KEY, create_key
+from tests.integration.gateway_process import GatewayProcess
+
+PROMPT = "hi there"
+REPLY = "echo: hi there"
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the fake charges for PROMPT, as the gateway must report it."""
+
+    model: str
+    prompt: int
+    completion: int
+    cached: int = 0
+    reasoning: int = 0
+
+
+EXPECTED = {
+    # Gemini counts thinking tokens apart; OpenAI's completion_tokens include them.
+    "gemini": Expected("gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS),
+    # Bedrock's inputTokens exclude cache reads; the gateway's prompt_tokens include them.
+    "bedrock": Expected("anthropic.claude-3-haiku-20240307-v1:0", 2 + 2, 3, 2),
+    "mistral": Expected("mistral-small-latest", 2, 3),
+    "cohere": Expected("command-r-plus", 2, 3, 1),
+    "azure": Expected("my-gpt4o-deployment", 2, 3),
+    "ollama": Expected("llama3.2", 2, 3),
+}
+
+
+@dataclass
+class Upstreams:
+    gateway: GatewayProcess
+    gemini: FakeGemini
+    bedrock: FakeBedrock
+    clients: ExitStack
+
+    @property
+    def base_url(self) -> str:
+        return self.gateway.base_url
+
+
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
+    with ExitStack() as stack:
+        gemini = stack.enter_context(FakeGemini())
+        bedrock = stack.enter_context(FakeBedrock())
+        mistral = stack.enter_context(FakeMistral())
+        cohere = stack.enter_context(FakeCohere())
+        azure = stack.enter_context(FakeAzureOpenAI())
+        ollama = stack.enter_context(FakeOllama())
+        config = {
+            "master_key": MASTER_KEY,
+            "require_pricing": False,
+            "providers": {
+                "gemini": {"api_key": gemini.api_key, "api_base": gemini.base_url},
+                "bedrock": bedrock.gateway_instance(),
+                "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
+                "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
+                "azure": {
+                    "provider_type": "azureopenai",
+                    "api_key": azure.api_key,
+                    "api_base": azure.base_url,
+                },
+                "ollama": {"api_base": ollama.base_url},
+                # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
+                "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
+                "gemini_slow": {
+                    "provider_type": "gemini",
+                    "api_key": gemini.api_key,
+                    "api_base": gemini.base_url,
+                    "timeout": 1.0,
+                },
+                "gemini_badkey": {
+                    "provider_type": "gemini",
+                    "api_key": "AIzaWrongKeyWrongKeyWrongKey0000",
+                    "api_base": gemini.base_url,
+                },
+            },
+        }
+        workdir: Path = tmp_path_factory.mktemp("anyllm")
+        gateway = GatewayProcess(config, workdir, env={"GEMINI_API_KEY": gemini.api_key})
+        gateway.start()
+        stack.callback(gateway.stop)
+        clients = stack.enter_context(ExitStack())
+        yield Upstreams(gateway, gemini, bedrock, clients)
+
+
+def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
+    key = create_key(upstreams.base_url, user_id=user_id)
+    client = openai.OpenAI(
+        base_url=upstreams.base_url + "/v1", api_key=str(key["key"]), max_retries=0, timeout=30
+    )
+    return upstreams.clients.enter_context(client)
+
+
+def _rows(base_url: str, user_id: str, count: int = 1) -> list[dict[str, Any]]:
+    """The user's usage rows once ``count`` are readable (rows are written asynchronously)."""
+    query = urllib.parse.urlencode({"user_id": user_id})
+    deadline = time.monotonic() + 10
+    while True:
+        request = urllib.request.Request(
+            f"{base_url}/v1/usage?{query}", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows: list[dict[str, Any]] = orjson.loads(response.read())
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def _assert_row(upstreams: Upstreams, user_id: str, instance: str, expected: Expected) -> None:
+    [row] = _rows(upstreams.base_url, user_id)
+    assert row["status_code"] == 200
+    assert row["provider"] == instance
+    assert row["model"] == expected.model
+    assert row["prompt_tokens"] == expected.prompt
+    assert row["completion_tokens"] == expected.completion
+    assert row["cache_read_tokens"] == expected.cached
+
+
+@pytest.mark.parametrize("instance", sorted(EXPECTED))
+def test_chat(upstreams: Upstreams, instance: str) -> None:
+    expected = EXPECTED[instance]
+    user_id = f"anyllm-chat-{instance}"
+    client = _openai(upstreams, user_id)
+    reply = client.chat.completions.create(
+        model=f"{instance}:{expected.model}", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert reply.choices[0].message.content == REPLY
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens == expected.prompt
+    assert reply.usage.completion_tokens == expected.completion
+    _assert_row(upstreams, user_id, instance, expected)
+
+
+def _stream(
+    upstreams: Upstreams, user_id: str, instance: str, **options: Any
+) -> list[openai.types.chat.ChatCompletionChunk]:
+    client = _openai(upstreams, user_id)
+    return list(
+        client.chat.completions.create(
+            model=f"{instance}:{EXPECTED[instance].model}",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            **options,
+        )
+    )
+
+
+@pytest.mark.parametrize("instance", sorted(EXPECTED))
+def test_stream_reports_usage_when_asked(upstreams: Upstreams, instance: str) -> None:
+    expected = EXPECTED[instance]
+    user_id = f"anyllm-stream-{instance}"
+    chunks = _stream(upstreams, user_id, instance, stream_options={"include_usage": True})
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == REPLY
+    # Some providers send a last, empty delta after the finish reason (Bedrock's metadata).
+    assert "stop" in [ch.choices[0].finish_reason for ch in chunks if ch.choices]
+    usage_chunks = [ch for ch in chunks if ch.usage is not None]
+    assert usage_chunks == [chunks[-1]]
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.prompt_tokens == expected.prompt
+    assert usage.completion_tokens == expected.completion
+    if expected.cached:
+        assert usage.prompt_tokens_details is not None
+        assert usage.prompt_tokens_details.cached_tokens == expected.cached
+    if expected.reasoning:
+        assert usage.completion_tokens_details is not None
+        assert usage.completion_tokens_details.reasoning_tokens == expected.reasoning
+    _assert_row(upstreams, user_id, instance, expected)
+
+
+@pytest.mark.parametrize("instance", ["gemini", "bedrock"])
+def test_stream_without_include_usage_has_no_usage_chunk(
+    upstreams: Upstreams, instance: str
+) -> None:
+    user_id = f"anyllm-stream-nousage-{instance}"
+    chunks = _stream(upstreams, user_id, instance)
+    assert all(ch.usage is None and ch.choices for ch in chunks)
+    # The client did not ask for usage, but the gateway still bills it exactly.
+    _assert_row(upstreams, user_id, instance, EXPECTED[instance])
+
+
+def test_native_key_variable_serves_an_instance_without_a_key(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-env-key")
+    reply = client.chat.completions.create(
+        model="gemini_env:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert reply.choices[0].message.content == REPLY
+    assert upstreams.gemini.last_request.headers["x-goog-api-key"] == upstreams.gemini.api_key
+
+
+def test_system_prompt_reaches_gemini_as_system_instruction(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-system")
+    client.chat.completions.create(
+        model="gemini:gemini-2.0-flash",
+        messages=[
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": PROMPT},
+        ],
+        temperature=0.25,
+    )
+    sent = upstreams.gemini.last_request.json_object()
+    assert sent["systemInstruction"]["parts"] == [{"text": "be brief"}]
+    assert sent["contents"] == [{"role": "user", "parts": [{"text": PROMPT}]}]
+    assert sent["generationConfig"]["temperature"] == 0.25
+
+
+def test_messages_surface_is_translated_for_gemini(upstreams: Upstreams) -> None:
+    key = create_key(upstreams.base_url, user_id="anyllm-messages")
+    client = upstreams.clients.enter_context(
+        anthropic.Anthropic(
+            base_url=upstreams.base_url, api_key=str(key["key"]), max_retries=0, timeout=30
+        )
+    )
+    message = client.messages.create(
+        model="gemini:gemini-2.0-flash",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == REPLY
+    assert message.stop_reason == "end_turn"
+    gemini = EXPECTED["gemini"]
+    # Anthropic's input_tokens exclude cache reads, which are reported beside them.
+    assert message.usage.input_tokens == gemini.prompt - gemini.cached
+    assert message.usage.cache_read_input_tokens == gemini.cached
+    assert message.usage.output_tokens == gemini.completion
+    with client.messages.stream(
+        model="gemini:gemini-2.0-flash",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PROMPT}],
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].type == "text"
+    assert final.content[0].text == REPLY
+    assert final.usage.output_tokens == gemini.completion
+
+
+def test_responses_surface_is_bridged_for_gemini(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-responses")
+    gemini = EXPECTED["gemini"]
+    reply = client.responses.create(model="gemini:gemini-2.0-flash", input=PROMPT)
+    assert reply.status == "completed"
+    assert reply.output_text == REPLY
+    assert reply.usage is not None
+    assert reply.usage.input_tokens == gemini.prompt
+    assert reply.usage.output_tokens == gemini.completion
+    with client.responses.stream(model="gemini:gemini-2.0-flash", input=PROMPT) as stream:
+        events = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert events[0] == "response.created"
+    assert events[-1] == "response.completed"
+    assert final.output_text == REPLY
+
+
+def test_rejected_credentials_are_a_502_without_the_key(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-badkey")
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="gemini_badkey:gemini-2.0-flash",
+            messages=[{"role": "user", "content": PROMPT}],
+        )
+    assert caught.value.status_code == 502
+    assert "WrongKey" not in caught.value.response.text
+    assert "upstream_auth" in caught.value.response.text
+
+
+@pytest.mark.parametrize(
+    ("status", "expected_status"), [(429, 429), (400, 400), (500, 502), (503, 502)]
+)
+def test_upstream_failures_map_to_the_gateway_statuses(
+    upstreams: Upstreams, status: int, expected_status: int
+) -> None:
+    upstreams.gemini.fail_next(status)
+    client = _openai(upstreams, f"anyllm-fail-{status}")
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="gemini:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
+        )
+    assert caught.value.status_code == expected_status
+    [row] = _rows(upstreams.base_url, f"anyllm-fail-{status}")
+    assert row["status_code"] == expected_status
+
+
+def test_missing_model_is_a_404(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-missing")
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(
+            model="bedrock:missing-model", messages=[{"role": "user", "content": PROMPT}]
+        )
+
+
+def test_a_refused_stream_keeps_its_status(upstreams: Upstreams) -> None:
+    upstreams.gemini.fail_next(429)
+    client = _openai(upstreams, "anyllm-stream-429")
+    with pytest.raises(openai.RateLimitError):
+        list(
+            client.chat.completions.create(
+                model="gemini:gemini-2.0-flash",
+                messages=[{"role": "user", "content": PROMPT}],
+                stream=True,
+            )
+        )
+
+
+def test_embeddings_through_gemini(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-embed")
+    result = client.embeddings.create(model="gemini:text-embedding-004", input=["a b", "c"])
+    assert [item.index for item in result.data] == [0, 1]
+    assert len(result.data[0].embedding) == 8
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_provider_times_out_with_504(upstreams: Upstreams, stream: bool) -> None:
+    upstreams.gemini.delay_next(5)
+    client = _openai(upstreams, f"anyllm-slow-{stream}")
+    started = time.monotonic()
+    # A stream that times out before its first chunk is refused with the status itself.
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="gemini_slow:gemini-2.0-flash",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=stream,
+        )
+    assert caught.value.status_code == 504
+    assert time.monotonic() - started < 4
+
+
+def test_bedrock_throttling_is_answered_at_once_without_sdk_retries(upstreams: Upstreams) -> None:
+    upstreams.bedrock.reset()
+    upstreams.bedrock.fail_next(429, times=5)
+    client = _openai(upstreams, "anyllm-bedrock-429")
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(
+            model="bedrock:anthropic.claude-3-haiku-20240307-v1:0",
+            messages=[{"role": "user", "content": PROMPT}],
+        )
+    assert len(upstreams.bedrock.requests) == 1
+    upstreams.bedrock.reset()
+
+
+@pytest.mark.parametrize("instance", ["cohere", "mistral"])
+def test_master_key_user_field_bills_but_is_not_sent_upstream(
+    upstreams: Upstreams, instance: str
+) -> None:
+    """Cohere's and Mistral's SDKs reject OpenAI's ``user``; it names whom the gateway bills."""
+    expected = EXPECTED[instance]
+    user_id = f"anyllm-master-{instance}"
+    with openai.OpenAI(
+        base_url=upstreams.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=30
+    ) as client:
+        reply = client.chat.completions.create(
+            model=f"{instance}:{expected.model}",
+            messages=[{"role": "user", "content": PROMPT}],
+            user=user_id,
+            max_completion_tokens=50,
+        )
+    assert reply.choices[0].message.content == REPLY
+    _assert_row(upstreams, user_id, instance, expected)
+
+
+def test_gemini_thoughts_arrive_as_reasoning_and_thinking_blocks(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-thoughts")
+    reply = client.chat.completions.create(
+        model="gemini:gemini-2.5-thinking", messages=[{"role": "user", "content": PROMPT}]
+    )
+    message = reply.choices[0].message
+    assert message.content == REPLY
+    assert (message.model_extra or {}).get("reasoning") == THOUGHT
+    key = create_key(upstreams.base_url, user_id="anyllm-thoughts")
+    anthropic_client = upstreams.clients.enter_context(
+        anthropic.Anthropic(base_url=upstreams.base_url, api_key=str(key["key"]), max_retries=0)
+    )
+    answer = anthropic_client.messages.create(
+        model="gemini:gemini-2.5-thinking",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PROMPT}],
+    )
+    assert [block.type for block in answer.content] == ["thinking", "text"]
+    assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]
