@@ -339,6 +339,16 @@ def test_models_retrieve(stack: Stack) -> None:
     assert model.id == "openai:gpt-4o"
     assert model.object == "model"
     assert alias.id == "fast"
+    # Known prices ride along (genai-prices here); a made-up local model has none.
+    pricing = (model.model_extra or {}).get("pricing")
+    assert pricing is not None
+    assert pricing["input_price_per_million"] > 0 and pricing["output_price_per_million"] > 0
+    with stack.openai_client() as client:
+        priced = client.models.retrieve("local:local-model")
+    assert (priced.model_extra or {})["pricing"] == {
+        "input_price_per_million": 1.0,
+        "output_price_per_million": 2.0,
+    }
 
 
 def test_models_retrieve_unknown(stack: Stack) -> None:

@@ -18,11 +18,21 @@ from otari_gateway.pipeline.model_catalog import ListedModel
 from otari_gateway.pipeline.request import Caller
 
 
+class ModelPricing(BaseModel):
+    """USD per million tokens, as ``/v1/pricing`` names them; absent meters are unpriced."""
+
+    input_price_per_million: float | None = None
+    output_price_per_million: float | None = None
+    cache_read_price_per_million: float | None = None
+    cache_write_price_per_million: float | None = None
+
+
 class ModelItem(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    pricing: ModelPricing | None = None
 
 
 class DiscoveryError(BaseModel):
@@ -37,7 +47,24 @@ class ModelList(BaseModel):
 
 
 def _item(model: ListedModel) -> ModelItem:
-    return ModelItem(id=model.id, created=model.created, owned_by=model.owned_by)
+    return ModelItem(
+        id=model.id, created=model.created, owned_by=model.owned_by, pricing=_pricing(model)
+    )
+
+
+def _pricing(model: ListedModel) -> ModelPricing | None:
+    price = model.price
+    if price is None:
+        return None
+    rates = {
+        "input_price_per_million": price.input_per_million,
+        "output_price_per_million": price.output_per_million,
+        "cache_read_price_per_million": price.cache_read_per_million,
+        "cache_write_price_per_million": price.cache_write_per_million,
+    }
+    if all(rate is None for rate in rates.values()):
+        return None
+    return ModelPricing(**{name: None if r is None else float(r) for name, r in rates.items()})
 
 
 def models_router(services: Services) -> APIRouter:
@@ -67,6 +94,7 @@ def models_router(services: Services) -> APIRouter:
     @router.get(
         "/v1/models/{model_id:path}",
         response_model=ModelItem,
+        response_model_exclude_none=True,
         responses={404: {"description": "Unknown model"}},
         dependencies=[caller_dependency],
     )

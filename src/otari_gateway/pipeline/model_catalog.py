@@ -9,12 +9,14 @@ instance is configured; the first occurrence of an id wins.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from otari_gateway.billing.cost import Price
 from otari_gateway.billing.pricing import PriceBook
 from otari_gateway.config import GatewayConfig
 from otari_gateway.pipeline.model_discovery import Discovery, ModelDiscovery
 from otari_gateway.pipeline.routing import Router
+from otari_gateway.providers.registry import provider_type_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,8 @@ class ListedModel:
     id: str
     created: int
     owned_by: str
+    # The model's token prices where the gateway knows them (what a request will be billed).
+    price: Price | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +53,23 @@ class ModelCatalog:
         for item in self._candidates(created, discovered, priced):
             if item.id not in seen:
                 seen.add(item.id)
-                models.append(item)
+                models.append(replace(item, price=await self._price_of(item)))
         failures = {name: d.error for name, d in discovered.items() if d.error is not None}
         return Listing(tuple(models), failures)
 
     async def find(self, model_id: str, created: int) -> ListedModel | None:
         listing = await self.listing(created)
         return next((item for item in listing.models if item.id == model_id), None)
+
+    async def _price_of(self, item: ListedModel) -> Price | None:
+        alias = self._router.aliases.get(item.id)
+        instance, _, model = (alias.selector if alias else item.id).partition(":")
+        provider = self._config.providers.get(instance)
+        if provider is None or not model:
+            return None
+        return await self._prices.lookup(
+            f"{instance}:{model}", provider_type_of(instance, provider), model
+        )
 
     def _candidates(
         self, created: int, discovered: Mapping[str, Discovery], priced: list[str]
