@@ -99,6 +99,27 @@ def test_chat_on_anthropic_sets_max_tokens_when_absent(stack: Stack) -> None:
     assert isinstance(sent["max_tokens"], int) and sent["max_tokens"] > 0
 
 
+def test_chat_on_anthropic_reasoning_effort_becomes_extended_thinking(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        client.chat.completions.create(
+            model=ANTHROPIC_MODEL, messages=USER_Q, max_tokens=16_000, reasoning_effort="high"
+        )
+    assert _anthropic_sent(stack)["thinking"] == {"type": "enabled", "budget_tokens": 15_999}
+
+
+def test_messages_on_openai_thinking_becomes_reasoning_effort(stack: Stack) -> None:
+    with stack.anthropic_client() as client:
+        client.messages.create(
+            model=OPENAI_MODEL,
+            max_tokens=8_000,
+            messages=USER_Q,
+            thinking={"type": "enabled", "budget_tokens": 2_048},
+        )
+    sent = _openai_sent(stack)
+    assert sent["reasoning_effort"] == "low"
+    assert "thinking" not in sent
+
+
 def test_chat_on_anthropic_image_data_url_becomes_base64_block(stack: Stack) -> None:
     parts: Any = [
         {"type": "text", "text": "describe"},

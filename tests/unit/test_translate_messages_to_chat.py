@@ -206,6 +206,7 @@ def test_params_stream_and_dropped_fields() -> None:
         "stream": True,
         "stream_options": {"include_usage": True},
         "user": "u-9",
+        "reasoning_effort": "low",  # from thinking's 1,024-token budget
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.reasoning import thinking_for_effort
 from otari_gateway.translate.usage import chat_usage, usage_from_messages
 from otari_gateway.usage import Usage
 
@@ -45,8 +46,9 @@ def chat_request_to_messages(
 ) -> dict[str, Any]:
     """Build an Anthropic Messages request body from an OpenAI Chat Completions one.
 
-    ``model`` is the bare upstream model name. OpenAI-only knobs (``n``, ``logprobs``,
-    ``seed``, penalties, ``stream_options``, ``reasoning_effort``...) are dropped.
+    ``model`` is the bare upstream model name. ``reasoning_effort`` becomes extended
+    thinking (``translate/reasoning.py``). OpenAI-only knobs (``n``, ``logprobs``,
+    ``seed``, penalties, ``stream_options``...) are dropped.
     """
     n = body.get("n")
     if isinstance(n, int) and n > 1:
@@ -78,10 +80,21 @@ def chat_request_to_messages(
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
+    _add_thinking(out, body.get("reasoning_effort"))
     # response_format is left out: Anthropic can only enforce a schema by forcing a tool
     # call, which would turn the answer into tool_calls instead of message content and
     # break the client's contract. The model still follows schema instructions in the prompt.
     return out
+
+
+def _add_thinking(out: dict[str, Any], effort: Any) -> None:
+    # Anthropic refuses thinking with a forced tool call, and with sampling changes.
+    forced = out.get("tool_choice", {}).get("type") in ("any", "tool")
+    thinking = None if forced else thinking_for_effort(effort, out["max_tokens"])
+    if thinking is not None:
+        out["thinking"] = thinking
+        out.pop("temperature", None)
+        out.pop("top_p", None)
 
 
 def _max_tokens(body: Mapping[str, Any], default: int) -> int:

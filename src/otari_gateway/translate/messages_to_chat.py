@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.reasoning import effort_for_thinking
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 from otari_gateway.usage import Usage
 
@@ -56,8 +57,9 @@ def message_id_for(chat_id: Any) -> str:
 def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, Any]:
     """Build a Chat Completions request body from an Anthropic Messages one.
 
-    ``model`` is the bare upstream model name. Anthropic-only fields (``top_k``,
-    ``thinking``, ``cache_control`` markers...) are dropped.
+    ``model`` is the bare upstream model name. ``thinking`` becomes ``reasoning_effort``
+    (``translate/reasoning.py``); Anthropic-only fields (``top_k``, ``cache_control``
+    markers...) are dropped.
     """
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
@@ -90,6 +92,9 @@ def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, A
     user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
     if isinstance(user, str) and user:
         out["user"] = user
+    effort = effort_for_thinking(body.get("thinking"))
+    if effort is not None:
+        out["reasoning_effort"] = effort
     return out
 
 

@@ -1,0 +1,41 @@
+"""Extended thinking ⇄ reasoning effort: the two APIs' request knobs for hidden reasoning.
+
+Anthropic asks for a token budget (``thinking: {type: enabled, budget_tokens}``: at least
+1,024 and below ``max_tokens``); OpenAI for a coarse ``reasoning_effort``. The budgets
+below are the common mapping (OpenAI's levels at roughly 2k / 8k / 24k reasoning tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+MIN_BUDGET = 1024
+EFFORT_BUDGETS = {"low": 2048, "medium": 8192, "high": 24576}
+# Below these budgets a thinking request reads as the lower effort.
+_EFFORT_CEILINGS = (("low", 4096), ("medium", 16384))
+
+
+def effort_for_thinking(thinking: Any) -> str | None:
+    """``reasoning_effort`` for an Anthropic ``thinking`` setting; None when thinking is off."""
+    if not isinstance(thinking, Mapping) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        return "medium"
+    for effort, ceiling in _EFFORT_CEILINGS:
+        if budget < ceiling:
+            return effort
+    return "high"
+
+
+def thinking_for_effort(effort: Any, max_tokens: int) -> dict[str, Any] | None:
+    """Anthropic ``thinking`` for a ``reasoning_effort``; None when there is no room for the
+    smallest budget below ``max_tokens`` or the effort asks for none (``none``, ``minimal``)."""
+    budget = EFFORT_BUDGETS.get(effort) if isinstance(effort, str) else None
+    if budget is None:
+        return None
+    budget = min(budget, max_tokens - 1)
+    if budget < MIN_BUDGET:
+        return None
+    return {"type": "enabled", "budget_tokens": budget}
