@@ -124,6 +124,20 @@ class HttpUpstream:
                 f"provider '{self.instance}' returned a body that is not JSON"
             ) from None
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> UpstreamReply:
+        """Any method on ``path`` under the base URL; the answer whatever its Content-Type."""
+        return await self._call(
+            method, self._base_url + path, data=body, headers=headers, params=params
+        )
+
     async def _call(self, method: str, url: str, **options: Any) -> UpstreamReply:
         session = self._open()
         try:
