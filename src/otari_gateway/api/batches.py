@@ -19,14 +19,14 @@ def batches_router(
     batches: Batches, caller: Callable[[Request], Awaitable[Caller]], body_limit: int
 ) -> APIRouter:
     router = APIRouter(tags=["batches"])
-    Authenticated = Annotated[Caller, Depends(caller)]
+    authenticated = Depends(caller)
 
     @router.post(
         "/v1/batches",
         openapi_extra={"requestBody": BATCH_CREATE_BODY},
         responses=object_responses("The batch object"),
     )
-    async def create_batch(request: Request, who: Authenticated, named: Named) -> Response:
+    async def create_batch(request: Request, named: Named, who: Caller = authenticated) -> Response:
         body = await read_json_object(
             request.receive, body_limit, request.headers.get("content-length")
         )
@@ -34,10 +34,10 @@ def batches_router(
 
     @router.get("/v1/batches", responses=object_responses("The caller's batches, newest first"))
     async def list_batches(
-        who: Authenticated,
         named: Named,
         after: str | None = None,
         limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+        who: Caller = authenticated,
     ) -> Response:
         listing = await batches.listing(who, named, after=after, limit=limit)
         return Response(listing, media_type=JSON)
@@ -46,11 +46,11 @@ def batches_router(
         "/v1/batches/{batch_id}",
         responses=object_responses("The batch object; a finished batch is billed once"),
     )
-    async def retrieve_batch(batch_id: str, who: Authenticated, named: Named) -> Response:
+    async def retrieve_batch(batch_id: str, named: Named, who: Caller = authenticated) -> Response:
         return Response(await batches.retrieve(who, named, batch_id), media_type=JSON)
 
     @router.post("/v1/batches/{batch_id}/cancel", responses=object_responses("The batch object"))
-    async def cancel_batch(batch_id: str, who: Authenticated, named: Named) -> Response:
+    async def cancel_batch(batch_id: str, named: Named, who: Caller = authenticated) -> Response:
         return Response(await batches.cancel(who, named, batch_id), media_type=JSON)
 
     return router

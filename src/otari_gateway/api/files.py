@@ -39,14 +39,14 @@ def files_router(
     files: Files, caller: Callable[[Request], Awaitable[Caller]], body_limit: int
 ) -> APIRouter:
     router = APIRouter(tags=["files"])
-    Authenticated = Annotated[Caller, Depends(caller)]
+    authenticated = Depends(caller)
 
     @router.post(
         "/v1/files",
         openapi_extra={"requestBody": FILE_UPLOAD_BODY},
         responses=object_responses("The file object"),
     )
-    async def upload_file(request: Request, who: Authenticated, named: Named) -> Response:
+    async def upload_file(request: Request, named: Named, who: Caller = authenticated) -> Response:
         raw = await read_body(request.receive, body_limit, request.headers.get("content-length"))
         form = parse_form(raw, request.headers.get("content-type"))
         body = await files.upload(who, form, named, new_request_id())
@@ -54,12 +54,12 @@ def files_router(
 
     @router.get("/v1/files", responses=object_responses("The caller's files"))
     async def list_files(
-        who: Authenticated,
         named: Named,
         purpose: str | None = None,
         after: str | None = None,
         limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
         order: Literal["asc", "desc"] = "desc",
+        who: Caller = authenticated,
     ) -> Response:
         listing = await files.listing(
             who, named, purpose=purpose, after=after, limit=limit, order=order
@@ -67,7 +67,7 @@ def files_router(
         return Response(listing, media_type=JSON)
 
     @router.get("/v1/files/{file_id}", responses=object_responses("The file object"))
-    async def retrieve_file(file_id: str, who: Authenticated, named: Named) -> Response:
+    async def retrieve_file(file_id: str, named: Named, who: Caller = authenticated) -> Response:
         reply = await files.retrieve(who, named, file_id)
         return Response(reply.body, media_type=JSON)
 
@@ -75,12 +75,12 @@ def files_router(
         "/v1/files/{file_id}/content",
         responses=object_responses("The file's bytes, with the upstream's Content-Type"),
     )
-    async def file_content(file_id: str, who: Authenticated, named: Named) -> Response:
+    async def file_content(file_id: str, named: Named, who: Caller = authenticated) -> Response:
         reply = await files.content(who, named, file_id)
         return Response(reply.body, media_type=reply.content_type)
 
     @router.delete("/v1/files/{file_id}", responses=object_responses("{id, object, deleted}"))
-    async def delete_file(file_id: str, who: Authenticated, named: Named) -> Response:
+    async def delete_file(file_id: str, named: Named, who: Caller = authenticated) -> Response:
         reply = await files.delete(who, named, file_id)
         return Response(reply.body, media_type=JSON)
 
