@@ -23,11 +23,8 @@ import openai
 import orjson
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
-from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import FormUpload
-from tests.integration.conftest import MASTER_KEY, Stack, create_key, gateway_config
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.conftest import MASTER_KEY, Stack, create_key, priced_stack
 
 PRICES: dict[str, dict[str, Any]] = {
     "openai:gpt-4o-mini": {
@@ -51,20 +48,8 @@ ROW_WITHIN = 2.0
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with (
-        FakeOpenAI() as openai_fake,
-        FakeOpenAI(api_key="sk-fake-local") as local_fake,
-        FakeAnthropic() as anthropic_fake,
-    ):
-        config = gateway_config(openai_fake, local_fake, anthropic_fake)
-        config["require_pricing"] = True
-        config["pricing"] = PRICES
-        gateway = GatewayProcess(config, tmp_path_factory.mktemp("batches"))
-        gateway.start()
-        try:
-            yield Stack(gateway, openai_fake, local_fake, anthropic_fake)
-        finally:
-            gateway.stop()
+    with priced_stack(tmp_path_factory.mktemp("batches"), PRICES) as stack:
+        yield stack
 
 
 def _new_user(gw: Stack, **fields: Any) -> tuple[str, str]:

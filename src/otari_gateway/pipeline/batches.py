@@ -107,11 +107,10 @@ class Batches:
         return reply.body
 
     async def _owned(self, caller: Caller, named: str | None, batch_id: str) -> BatchRow:
-        user = await self._access.owner(caller, named)
-        found = await objects_repo.batch_of(self._db, batch_id, user.user_id)
-        if found is None:
-            raise not_found("Batch", batch_id, "batch_id")
-        return found
+        return await self._access.owned(caller, named, "Batch", batch_id, self._batch_of)
+
+    async def _batch_of(self, batch_id: str, user_id: str) -> BatchRow | None:
+        return await objects_repo.batch_of(self._db, batch_id, user_id)
 
     async def retrieve(self, caller: Caller, named: str | None, batch_id: str) -> bytes:
         row = await self._owned(caller, named, batch_id)
@@ -119,9 +118,10 @@ class Batches:
         reply = await upstream.call("GET", f"/batches/{batch_id}")
         batch = upstream_object(reply, row.instance)
         await objects_repo.save_batch_object(self._db, batch_id, batch)
-        await self._adopt_outputs(upstream, row, batch)
         if not row.settled and batch.get("status") in FINISHED:
             await self._settle(row, batch)
+        # Only after billing: the output is what the batch is paid for.
+        await self._adopt_outputs(upstream, row, batch)
         return reply.body
 
     async def cancel(self, caller: Caller, named: str | None, batch_id: str) -> bytes:

@@ -24,7 +24,6 @@ from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.upstream_objects import (
     ObjectAccess,
     list_body,
-    not_found,
     upstream_object,
 )
 from otari_gateway.providers.base import UpstreamReply
@@ -99,11 +98,10 @@ class Files:
         )
 
     async def owned(self, caller: Caller, named: str | None, file_id: str) -> FileRow:
-        user = await self._access.owner(caller, named)
-        found = await objects_repo.file_of(self._db, file_id, user.user_id)
-        if found is None:
-            raise not_found("File", file_id, "file_id")
-        return found
+        return await self._access.owned(caller, named, "File", file_id, self._file_of)
+
+    async def _file_of(self, file_id: str, user_id: str) -> FileRow | None:
+        return await objects_repo.file_of(self._db, file_id, user_id)
 
     async def listing(
         self,

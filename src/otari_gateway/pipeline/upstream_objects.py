@@ -7,7 +7,8 @@ an object that is not theirs gets the same 404 as for one that does not exist.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import orjson
 
@@ -21,6 +22,7 @@ from otari_gateway.store.objects_repo import Page
 
 # Where a master-key caller names the user it acts for (form or JSON field, query
 # parameter, or header).
+Owned = TypeVar("Owned")
 NAMED_USER = "'user' (or the X-Otari-User header)"
 
 
@@ -36,6 +38,21 @@ class ObjectAccess:
         generation request); 403 when blocked or unknown."""
         user_id = self._admission.acting_user(caller, named, NAMED_USER)
         return await self._admission.user(user_id, create=caller.is_master)
+
+    async def owned(
+        self,
+        caller: Caller,
+        named: str | None,
+        kind: str,
+        object_id: str,
+        find: Callable[[str, str], Awaitable[Owned | None]],
+    ) -> Owned:
+        """``find(object_id, user_id)``'s row for the caller's user, else a 404."""
+        user = await self.owner(caller, named)
+        found = await find(object_id, user.user_id)
+        if found is None:
+            raise not_found(kind, object_id)
+        return found
 
     def openai_instances(self) -> list[str]:
         return [
