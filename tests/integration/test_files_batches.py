@@ -169,6 +169,31 @@ def test_batch_file_reaches_the_upstream_with_bare_models(
         assert client.files.list().data == []
 
 
+def test_a_file_gone_upstream_is_forgotten_on_delete(gw: Stack, user_key: tuple[str, str]) -> None:
+    _, key = user_key
+    with _client(gw, key) as client:
+        file_id = _upload_batch_file(client, "openai:gpt-4o-mini")
+        gw.openai_fake.fail_next(404)
+        with pytest.raises(openai.NotFoundError):
+            client.files.delete(file_id)
+        assert client.files.list().data == []
+        assert file_id in gw.openai_fake.files
+
+
+def test_batch_file_provider_field_must_match_its_lines(
+    gw: Stack, user_key: tuple[str, str]
+) -> None:
+    _, key = user_key
+    with _client(gw, key) as client, pytest.raises(openai.BadRequestError) as refused:
+        client.files.create(
+            file=("requests.jsonl", _jsonl("openai:gpt-4o-mini")),
+            purpose="batch",
+            extra_body={"provider": "local"},
+        )
+    assert refused.value.param == "provider"
+    assert gw.openai_fake.requests == []
+
+
 def test_other_files_go_to_the_named_provider(gw: Stack, user_key: tuple[str, str]) -> None:
     _, key = user_key
     with _client(gw, key) as client:
@@ -209,7 +234,8 @@ def test_objects_of_another_user_are_not_found(gw: Stack, user_key: tuple[str, s
         ):
             with pytest.raises(openai.NotFoundError) as missing:
                 attempt()
-            assert missing.value.body is not None
+            assert missing.value.code == "not_found"
+            assert missing.value.type == "not_found_error"
         assert client.files.list().data == []
         assert client.batches.list().data == []
     assert len(gw.openai_fake.requests) == upstream_calls
@@ -231,10 +257,17 @@ def test_master_key_acts_for_the_named_user(gw: Stack, user_key: tuple[str, str]
     query = urllib.parse.urlencode({"user": user_id})
     status, body = _raw(gw, "GET", f"/v1/files?{query}", key=MASTER_KEY)
     assert [f["id"] for f in orjson.loads(body)["data"]] == [file_id]
+    other_user, _ = _new_user(gw)
     status, _ = _raw(
-        gw, "GET", f"/v1/files/{file_id}", key=MASTER_KEY, headers={"X-Otari-User": "someone"}
+        gw, "GET", f"/v1/files/{file_id}", key=MASTER_KEY, headers={"X-Otari-User": other_user}
     )
     assert status == 404
+    # Reading never creates a user.
+    status, body = _raw(
+        gw, "GET", f"/v1/files/{file_id}", key=MASTER_KEY, headers={"X-Otari-User": "nobody-x"}
+    )
+    assert status == 403
+    assert orjson.loads(body)["error"]["code"] == "user_not_found"
 
 
 # --------------------------------------------------------------------------- JSONL errors
@@ -299,7 +332,8 @@ def test_unknown_input_file_is_a_404(gw: Stack, user_key: tuple[str, str]) -> No
         client.batches.create(
             input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
         )
-    assert missing.value.body is not None
+    assert missing.value.code == "not_found"
+    assert missing.value.param == "input_file_id"
     assert gw.openai_fake.requests == []
 
 

@@ -75,9 +75,9 @@ class Batches:
             if not isinstance(body.get(name), str) or not body[name]:
                 raise InvalidRequest(f"'{name}' is required and must be a string", param=name)
         user_field = body.get("user")
-        user = await self._access.owner(
-            caller, user_field if isinstance(user_field, str) and user_field else named
-        )
+        if isinstance(user_field, str) and user_field:
+            named = user_field
+        user = await self._access.owner(caller, named, creates=True)
         file_id = body["input_file_id"]
         found = await objects_repo.file_of(self._db, file_id, user.user_id)
         if found is None:

@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from otari_gateway.errors import InvalidRequest
+from otari_gateway.errors import InvalidRequest, UpstreamNotFound
 from otari_gateway.pipeline.admission import Admission, check_models
 from otari_gateway.pipeline.batch_input import read_batch_input
 from otari_gateway.pipeline.form import FormFile, encode_form, form_content_type
 from otari_gateway.pipeline.request import Caller
-from otari_gateway.pipeline.routing import Router
+from otari_gateway.pipeline.routing import Router, Target
 from otari_gateway.pipeline.upstream_objects import (
     ObjectAccess,
     list_body,
@@ -28,6 +28,7 @@ from otari_gateway.pipeline.upstream_objects import (
 )
 from otari_gateway.providers.base import UpstreamReply
 from otari_gateway.store import objects_repo
+from otari_gateway.store.access import UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.objects_repo import FileRow
 
@@ -54,15 +55,19 @@ class Files:
             raise InvalidRequest("'file' must be an uploaded file", param="file")
         if not isinstance(purpose, str) or not purpose:
             raise InvalidRequest("'purpose' is required", param="purpose")
-        user = await self._access.owner(caller, _text(form, "user") or named)
+        user = await self._access.owner(caller, _text(form, "user") or named, creates=True)
         fields = {name: value for name, value in form.items() if name not in _GATEWAY_FIELDS}
         model: str | None = None
         if purpose == BATCH_PURPOSE:
-            batch = read_batch_input(upload.data, self._router.resolve)
-            instance, model = batch.target.instance, batch.target.model
-            check_models(caller.key, user, batch.target, batch.requested, " (in the batch file)")
-            await self._admission.price(batch.target)
-            fields["file"] = replace(upload, data=batch.data)
+            target, fields["file"] = await self._batch_file(caller, user, upload)
+            instance, model = target.instance, target.model
+            named_provider = _text(form, "provider")
+            if named_provider is not None and named_provider != instance:
+                raise InvalidRequest(
+                    f"'provider' is '{named_provider}' but the batch file's lines name "
+                    f"'{instance}'",
+                    param="provider",
+                )
         else:
             instance = self._instance_for(_text(form, "provider"))
         reply = await self._access.upstream(instance).call(
@@ -82,6 +87,16 @@ class Files:
             upstream_object=found,
         )
         return reply.body
+
+    async def _batch_file(
+        self, caller: Caller, user: UserRecord, upload: FormFile
+    ) -> tuple[Target, FormFile]:
+        """Where the batch file's lines go, once its model is allowed and priced, and the
+        file with bare models."""
+        batch = read_batch_input(upload.data, self._router.resolve)
+        check_models(caller.key, user, batch.target, batch.requested, " (in the batch file)")
+        await self._admission.price(batch.target)
+        return batch.target, replace(upload, data=batch.data)
 
     def _instance_for(self, provider: str | None) -> str:
         if provider is not None:
@@ -137,7 +152,12 @@ class Files:
 
     async def delete(self, caller: Caller, named: str | None, file_id: str) -> UpstreamReply:
         found = await self.owned(caller, named, file_id)
-        reply = await self._access.upstream(found.instance).call("DELETE", f"/files/{file_id}")
+        try:
+            reply = await self._access.upstream(found.instance).call("DELETE", f"/files/{file_id}")
+        except UpstreamNotFound:
+            # Gone upstream already (expired): it is gone for the gateway too.
+            await objects_repo.delete_file(self._db, file_id)
+            raise
         await objects_repo.delete_file(self._db, file_id)
         return reply
 

@@ -33,11 +33,14 @@ class ObjectAccess:
         self._router = router
         self._admission = admission
 
-    async def owner(self, caller: Caller, named: str | None) -> UserRecord:
-        """The user the caller acts for (created on first use by the master key, like a
-        generation request); 403 when blocked or unknown."""
+    async def owner(
+        self, caller: Caller, named: str | None, *, creates: bool = False
+    ) -> UserRecord:
+        """The user the caller acts for; 403 when blocked or unknown. A master-key call
+        that ``creates`` an object makes the user on first use, like a generation request
+        (reads never do)."""
         user_id = self._admission.acting_user(caller, named, NAMED_USER)
-        return await self._admission.user(user_id, create=caller.is_master)
+        return await self._admission.user(user_id, create=creates and caller.is_master)
 
     async def owned(
         self,
