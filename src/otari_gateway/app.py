@@ -14,9 +14,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from otari_gateway import __version__
 from otari_gateway.api.auth import require_caller, require_master
+from otari_gateway.api.batches import batches_router
 from otari_gateway.api.budgets import budgets_router
 from otari_gateway.api.errors import EXCEPTION_HANDLERS
 from otari_gateway.api.fastpath import GatewayApp
+from otari_gateway.api.files import files_router
 from otari_gateway.api.generation import generation_routes
 from otari_gateway.api.health import health_router
 from otari_gateway.api.keys import keys_router
@@ -33,7 +35,10 @@ from otari_gateway.control.keys import KeyService
 from otari_gateway.control.pricing import PricingService
 from otari_gateway.control.usage import UsageService
 from otari_gateway.control.users import UserService
+from otari_gateway.pipeline.batches import Batches
+from otari_gateway.pipeline.files import Files
 from otari_gateway.pipeline.runtime import Runtime
+from otari_gateway.pipeline.upstream_objects import ObjectAccess
 from otari_gateway.process import settle_heap
 from otari_gateway.telemetry.logging import configure_logging
 from otari_gateway.telemetry.metrics import Metrics
@@ -88,6 +93,12 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
     app.include_router(pricing_router(PricingService(db, runtime), master, caller))
     app.include_router(usage_router(UsageService(db), master))
     app.include_router(models_router(services))
+    objects = ObjectAccess(runtime.router, runtime.admission)
+    limit = config.max_request_body_bytes
+    files = Files(db, runtime.router, runtime.admission, objects)
+    app.include_router(files_router(files, caller, limit))
+    batches = Batches(config, db, runtime.admission, runtime.prices, objects)
+    app.include_router(batches_router(batches, caller, limit))
     app.include_router(health_router(runtime.db))
     if metrics is not None:
         metrics.set_queue_depth_source(lambda: runtime.writer.pending)

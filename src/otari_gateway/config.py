@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,11 @@ class GatewayConfig(BaseModel):
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
     exact_token_counts: bool = True
     budget_lease_ttl_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
+    batch_price_multiplier: Decimal = Field(
+        default=Decimal("0.5"),
+        ge=0,
+        description="share of the model's price a batch is billed at (OpenAI's batch discount)",
+    )
     discover_models: bool = True
     model_discovery_ttl_seconds: float = Field(default=300.0, gt=0)
     model_discovery_failure_ttl_seconds: float = Field(default=30.0, gt=0)

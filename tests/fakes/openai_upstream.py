@@ -5,7 +5,8 @@ with ``stream_options.include_usage`` handled as the real API: every chunk carri
 ``"usage": null`` and a final chunk with ``choices: []`` carries the usage),
 ``/v1/responses`` (JSON and ``event:``/``data:`` SSE with ``sequence_number``),
 ``/v1/embeddings``, ``GET /v1/models``, and the surfaces of ``tests.fakes.openai_media``
-(moderations, rerank, images, speech, transcriptions). Errors use ``{"error": {message, type,
+(moderations, rerank, images, speech, transcriptions) and of ``tests.fakes.openai_batches``
+(files, batches). Errors use ``{"error": {message, type,
 param, code}}``. Content rules are in ``tests.fakes.content``.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 
 from tests.fakes import content as c
-from tests.fakes.openai_media import OpenAIMediaRoutes
+from tests.fakes.openai_batches import OpenAIBatchRoutes
 from tests.fakes.server import Handler, JsonReply, RecordedRequest, Reply, SseReply
 from tests.fakes.server import sse_frame as frame
 
@@ -74,7 +75,7 @@ def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-class FakeOpenAI(OpenAIMediaRoutes):
+class FakeOpenAI(OpenAIBatchRoutes):
     """Fake ``https://api.openai.com``; point SDKs at ``base_url + "/v1"``."""
 
     request_id_header = "x-request-id"
@@ -102,6 +103,7 @@ class FakeOpenAI(OpenAIMediaRoutes):
             ("POST", "/v1/embeddings"): self._embeddings,
             ("GET", "/v1/models"): self._models,
             **self.media_routes(),
+            **self.batch_routes(),
         }
 
     def error_reply(self, status: int, message: str | None = None) -> JsonReply:

@@ -135,6 +135,14 @@ class FakeUpstream:
         """``{(METHOD, path): handler}``; handlers run on the server thread."""
         raise NotImplementedError
 
+    def handler_for(self, method: str, path: str) -> Handler | None:
+        """The handler of a request; subclasses with ids in their paths extend it."""
+        return self.routes().get((method, path))
+
+    def takes_json(self, method: str, path: str) -> bool:
+        """Whether the request's body must be a JSON object (POSTs but forms, by default)."""
+        return method == "POST" and path not in self.form_paths
+
     def error_reply(self, status: int, message: str | None = None) -> JsonReply:
         """The provider's own error envelope for ``status``."""
         raise NotImplementedError
@@ -385,13 +393,12 @@ class FakeUpstream:
         auth = self.auth_error(recorded)
         if auth is not None:
             return auth
-        handler = self.routes().get((recorded.method, recorded.path))
+        handler = self.handler_for(recorded.method, recorded.path)
         if handler is None:
             return self.error_reply(404, f"Invalid URL ({recorded.method} {recorded.path})")
-        takes_form = recorded.path in self.form_paths
-        if takes_form and recorded.form is None:
+        if recorded.path in self.form_paths and recorded.form is None:
             return self.error_reply(400, "This endpoint takes a multipart/form-data body.")
-        if recorded.method == "POST" and not takes_form and not isinstance(recorded.json, dict):
+        if self.takes_json(recorded.method, recorded.path) and not isinstance(recorded.json, dict):
             return self.error_reply(400, self.malformed_json_message)
         return handler(recorded)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import openai
@@ -116,6 +118,26 @@ def create_key(
     with urllib.request.urlopen(request, timeout=10) as response:
         created: dict[str, object] = orjson.loads(response.read())
     return created
+
+
+@contextmanager
+def priced_stack(workdir: Path, prices: dict[str, dict[str, Any]]) -> Iterator[Stack]:
+    """A gateway of its own (for one module) with these config prices and
+    ``require_pricing``, so they stay out of the shared stack."""
+    with (
+        FakeOpenAI() as openai_fake,
+        FakeOpenAI(api_key="sk-fake-local") as local_fake,
+        FakeAnthropic() as anthropic_fake,
+    ):
+        config = gateway_config(openai_fake, local_fake, anthropic_fake)
+        config["require_pricing"] = True
+        config["pricing"] = prices
+        gateway = GatewayProcess(config, workdir)
+        gateway.start()
+        try:
+            yield Stack(gateway, openai_fake, local_fake, anthropic_fake)
+        finally:
+            gateway.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,12 +26,9 @@ import openai
 import orjson
 import pytest
 
-from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_media import FAKE_PNG, IMAGE_OUTPUT_TOKENS, speech_bytes, transcript_text
-from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import FormUpload
-from tests.integration.conftest import BODY_LIMIT, MASTER_KEY, Stack, create_key, gateway_config
-from tests.integration.gateway_process import GatewayProcess
+from tests.integration.conftest import BODY_LIMIT, MASTER_KEY, Stack, create_key, priced_stack
 
 MICRO = Decimal("0.000001")
 PRICES: dict[str, dict[str, Any]] = {
@@ -53,20 +50,8 @@ ROW_WITHIN = 2.0
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with (
-        FakeOpenAI() as openai_fake,
-        FakeOpenAI(api_key="sk-fake-local") as local_fake,
-        FakeAnthropic() as anthropic_fake,
-    ):
-        config = gateway_config(openai_fake, local_fake, anthropic_fake)
-        config["require_pricing"] = True
-        config["pricing"] = PRICES
-        gateway = GatewayProcess(config, tmp_path_factory.mktemp("auxiliary"))
-        gateway.start()
-        try:
-            yield Stack(gateway, openai_fake, local_fake, anthropic_fake)
-        finally:
-            gateway.stop()
+    with priced_stack(tmp_path_factory.mktemp("auxiliary"), PRICES) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from otari_gateway.billing.cost import Price, cost_of, estimate_cost
+from otari_gateway.billing.cost import Price, batch_cost, cost_of, estimate_cost
 from otari_gateway.billing.periods import advance, next_reset
 from otari_gateway.billing.pricing import PriceBook, PriceRow, genai_price, price_from_fields
 from otari_gateway.usage import Usage
@@ -22,6 +22,16 @@ def test_cost_bills_each_meter_at_its_rate_and_rounds_once() -> None:
     usage = Usage(prompt_tokens=1000, completion_tokens=200, cache_read_tokens=400)
     # 600 × 2.5 + 400 × 1.25 + 200 × 10 = 1500 + 500 + 2000 micro-dollars
     assert cost_of(usage, GPT) == D("0.004000")
+
+
+def test_batch_cost_discounts_the_sum_and_bills_each_completed_request() -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=200, cache_read_tokens=400)
+    assert batch_cost(usage, GPT, 3, D("0.5")) == D("0.002000")
+    per_request = Price(input_per_million=D(1), per_request=D("0.001"))
+    assert batch_cost(Usage(prompt_tokens=1000), per_request, 4, D("0.5")) == D("0.002500")
+    # A tier applies per request; a batch reports only its sum, so the base rates apply.
+    tiered = Price(input_per_million=D(1), tiers=((100, Price(input_per_million=D(9))),))
+    assert batch_cost(Usage(prompt_tokens=1000), tiered, 1, D(1)) == D("0.001000")
 
 
 def test_cache_write_falls_back_to_the_input_rate() -> None:

@@ -1,7 +1,9 @@
-"""OpenAPI declarations for the generation routes.
+"""OpenAPI declarations for the routes that read raw bodies.
 
-Those routes read raw bodies for speed, so FastAPI cannot derive their schemas; they are
-declared here and merged into the generated document.
+The generation routes read raw bodies for speed, and file uploads and batch creation
+read theirs with the body size limit, so FastAPI cannot derive their schemas; they are
+declared here (generation paths merged into the generated document, the others attached
+to their FastAPI routes).
 """
 
 from __future__ import annotations
@@ -235,6 +237,56 @@ GENERATION_PATHS: dict[str, dict[str, Any]] = {
         }
     },
 }
+
+FILE_UPLOAD_BODY = _body(
+    ["file", "purpose"],
+    {
+        "file": {"type": "string", "format": "binary"},
+        "purpose": {"type": "string", "description": "batch, user_data, fine-tune, ..."},
+        "provider": {
+            "type": "string",
+            "description": "gateway-only: the OpenAI-compatible instance to store a non-batch "
+            "file with (needed when there is more than one); a batch file's lines name it",
+        },
+        "user": {"type": "string", "description": "with the master key: the owner"},
+    },
+    "OpenAI file upload. A 'batch' JSONL file's lines must all name one "
+    "'<provider>:<model>' in body.model; the upstream gets the bare model",
+    "multipart/form-data",
+)
+
+BATCH_CREATE_BODY = _body(
+    ["input_file_id", "endpoint", "completion_window"],
+    {
+        "input_file_id": {"type": "string", "description": "one of the caller's batch files"},
+        "endpoint": {"type": "string", "examples": ["/v1/chat/completions"]},
+        "completion_window": {"type": "string", "examples": ["24h"]},
+        "metadata": {"type": "object"},
+        "user": {"type": "string", "description": "with the master key: the owner"},
+    },
+    "OpenAI batch creation; billed once when finished, at the model's price × "
+    "batch_price_multiplier",
+)
+
+
+def object_responses(description: str) -> dict[int | str, dict[str, Any]]:
+    """The answers of a files or batches route: an OpenAI object, or an error envelope."""
+    error = {"content": {"application/json": {"schema": _ERROR}}}
+    return {
+        200: {"description": description},
+        **{
+            status: {"description": text, **error}
+            for status, text in (
+                (400, "Invalid request, or rejected by the provider"),
+                (401, "Missing or invalid credential"),
+                (403, "Not permitted"),
+                (404, "No such object for this user"),
+                (413, "Request body too large"),
+                (502, "Provider failed"),
+            )
+        },
+    }
+
 
 SECURITY_SCHEMES = {
     "OtariKey": {"type": "apiKey", "in": "header", "name": "Otari-Key"},

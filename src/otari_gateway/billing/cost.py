@@ -76,16 +76,29 @@ def cost_of(usage: Usage, price: Price) -> Decimal:
     """Σ meters × rate. Cached and cache-write tokens are part of ``prompt_tokens`` and are
     billed at their own rates instead of the input rate."""
     price = price.for_input(usage.prompt_tokens)
+    return round_money(_tokens_cost(usage, price) + _per_unit(price, usage))
+
+
+def batch_cost(usage: Usage, price: Price, requests: int, multiplier: Decimal) -> Decimal:
+    """A batch's cost: its summed usage at the base rates, ``per_request`` once per
+    completed request, all × ``multiplier`` (the provider's batch discount).
+
+    Long-context tiers are not applied: they depend on each request's input, and a batch
+    reports only the sum over all its requests.
+    """
+    total = _tokens_cost(usage, price) + requests * _rate(price.per_request)
+    return round_money(total * multiplier)
+
+
+def _tokens_cost(usage: Usage, price: Price) -> Decimal:
     uncached = max(0, usage.prompt_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
     input_rate = _rate(price.input_per_million)
-    total = (
+    return (
         uncached * input_rate
         + usage.cache_read_tokens * _rate(price.cache_read_per_million, price.input_per_million)
         + usage.cache_write_tokens * _rate(price.cache_write_per_million, price.input_per_million)
         + usage.completion_tokens * _rate(price.output_per_million)
     ) / MILLION
-    total += _per_unit(price, usage)
-    return round_money(total)
 
 
 def _per_unit(price: Price, units: Usage) -> Decimal:

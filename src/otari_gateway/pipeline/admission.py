@@ -123,6 +123,21 @@ def _named_user(request: GatewayRequest) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def check_models(
+    key: KeyRecord | None, user: UserRecord, target: Target, requested: str, where: str = ""
+) -> None:
+    """403 unless the key's and the user's ``allowed_models`` both allow the model;
+    ``where`` says where a model not in the request's own ``model`` field came from."""
+    scopes = (("API key", key.allowed_models if key else None), ("user", user.allowed_models))
+    for scope, patterns in scopes:
+        if not model_allowed(patterns, target, requested):
+            raise PermissionDenied(
+                f"model '{requested}'{where} is not allowed for this {scope}",
+                param="model",
+                code="model_not_allowed",
+            )
+
+
 @dataclass(frozen=True, slots=True)
 class Admitted:
     """What admission decided for one request; settlement needs all of it."""
@@ -166,19 +181,10 @@ class Admission:
 
     async def admit(self, request: GatewayRequest, target: Target, user_id: str) -> Admitted:
         caller = request.caller
-        user = await self._user(user_id, create=caller.is_master)
-        if user.blocked:
-            raise PermissionDenied(f"User '{user.user_id}' is blocked", code="user_blocked")
+        user = await self.user(user_id, create=caller.is_master)
         key = caller.key
-        scopes = (("API key", key.allowed_models if key else None), ("user", user.allowed_models))
-        for scope, patterns in scopes:
-            if not model_allowed(patterns, target, request.model):
-                raise PermissionDenied(
-                    f"model '{request.model}' is not allowed for this {scope}",
-                    param="model",
-                    code="model_not_allowed",
-                )
-        price = await self._price(target)
+        check_models(key, user, target, request.model)
+        price = await self.price(target)
         counter = self._tokenizers.counter(target.model)
         input_tokens = await count_input_tokens(request.body, counter)
         output = max_output_tokens(request.body, self._config.budget_estimate_default_output_tokens)
@@ -188,7 +194,7 @@ class Admission:
             estimate = estimate_cost(input_tokens, output, price, expected_units(request))
         if await self._ledger.reset_due_periods(user, key, utcnow()):
             self._users.clear()
-            user = await self._user(user.user_id, create=False)
+            user = await self.user(user.user_id, create=False)
         hold = await self._ledger.reserve(user, key, estimate)
         return Admitted(
             user.user_id,
@@ -241,11 +247,13 @@ class Admission:
 
     def billed_user(self, request: GatewayRequest) -> str:
         """The user a request is billed to: the key's, or the one a master-key request names."""
-        caller = request.caller
-        named = _named_user(request)
+        where = "metadata.user_id" if request.surface is Surface.MESSAGES else "user"
+        return self.acting_user(request.caller, _named_user(request), where)
+
+    def acting_user(self, caller: Caller, named: str | None, where: str) -> str:
+        """The key's user, or for the master key the user ``named`` (found at ``where``)."""
         if caller.is_master:
             if named is None:
-                where = "metadata.user_id" if request.surface is Surface.MESSAGES else "user"
                 raise InvalidRequest(
                     f"requests made with the master key must name the user to bill in '{where}'",
                     param=where,
@@ -261,7 +269,9 @@ class Admission:
             )
         return caller.user_id
 
-    async def _user(self, user_id: str, *, create: bool) -> UserRecord:
+    async def user(self, user_id: str, *, create: bool) -> UserRecord:
+        """The user to bill, created first when ``create`` (a master-key request names a new
+        one); 403 when blocked, deleted or unknown."""
         user = await self._users.get(user_id, lambda u: access.user_by_id(self._db, u))
         if user is None and create:
             await access.ensure_user(self._db, user_id)
@@ -269,9 +279,12 @@ class Admission:
             user = await self._users.get(user_id, lambda u: access.user_by_id(self._db, u))
         if user is None or user.deleted:
             raise PermissionDenied(f"User '{user_id}' does not exist", code="user_not_found")
+        if user.blocked:
+            raise PermissionDenied(f"User '{user.user_id}' is blocked", code="user_blocked")
         return user
 
-    async def _price(self, target: Target) -> Price | None:
+    async def price(self, target: Target) -> Price | None:
+        """The model's price; 402 when it has none and ``require_pricing`` is on."""
         provider_type = self._provider_types.get(target.instance, target.instance)
         price = await self._prices.lookup(target.selector, provider_type, target.model)
         if price is None and self._config.require_pricing:

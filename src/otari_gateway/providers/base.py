@@ -7,7 +7,7 @@ translation or billing: the pipeline decides what body to send.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,6 +77,24 @@ class ModelLister(Protocol):
         The caller bounds the wait (``asyncio.timeout``): discovery must not take a
         generation call's long timeout.
         """
+        ...
+
+
+@runtime_checkable
+class RestUpstream(Protocol):
+    """An adapter that relays plain REST calls under its base URL (OpenAI's Files and
+    Batches APIs, whose objects live at the upstream)."""
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> UpstreamReply:
+        """``method path``; a non-2xx answer raises the mapped ``GatewayError``."""
         ...
 
 

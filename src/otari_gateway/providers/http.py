@@ -132,6 +132,23 @@ class HttpUpstream:
                 f"provider '{self.instance}' returned a body that is not JSON"
             ) from None
 
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> UpstreamReply:
+        """Any method on ``path`` under the base URL; the answer whatever its Content-Type."""
+        options: dict[str, Any] = {"headers": self._with(headers)}
+        if body is not None:
+            options["body"] = body
+        if params:
+            options["query"] = list(params.items())
+        return await self._call(_METHODS[method.upper()], self._base_url + path, **options)
+
     async def _call(self, method: wreq.Method, url: str, **options: Any) -> UpstreamReply:
         client = self._open()
         try:
@@ -223,6 +240,12 @@ class HttpUpstream:
             message = f"provider '{self.instance}' answered HTTP {status}"
         return redact(message, self._secrets)[:_MAX_MESSAGE_CHARS], param, code
 
+
+_METHODS = {
+    "GET": wreq.Method.GET,
+    "POST": wreq.Method.POST,
+    "DELETE": wreq.Method.DELETE,
+}
 
 # What wreq raises when a connection cannot be made, breaks, or a body cannot be read.
 _TRANSPORT_ERRORS: tuple[type[Exception], ...] = (

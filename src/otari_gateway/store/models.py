@@ -1,4 +1,5 @@
-"""The schema: users, budgets, virtual keys, pricing, usage and budget resets.
+"""The schema: users, budgets, virtual keys, pricing, usage, budget resets, and who owns
+which upstream file and batch.
 
 Alembic migrations in ``store/migrations`` create exactly this; a test compares the two.
 """
@@ -180,4 +181,43 @@ class GatewaySetting(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredFile(Base):
+    """A file uploaded through ``/v1/files`` (or a batch's output): its upstream, its owner."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_user_time", "user_id", "created_at"),)
+
+    # The upstream's own id, which clients use.
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    # The bare model every line of a batch input file names; None for other files.
+    model: Mapped[str | None] = mapped_column(String(255))
+    # The upstream's file object as of the upload, for listings.
+    object: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredBatch(Base):
+    """A batch created through ``/v1/batches``; ``settled`` flips once, when it is billed."""
+
+    __tablename__ = "batches"
+    __table_args__ = (Index("ix_batches_user_time", "user_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id", ondelete="CASCADE"))
+    api_key_id: Mapped[str | None] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="SET NULL"), index=True
+    )
+    input_file_id: Mapped[str] = mapped_column(String(255))
+    endpoint: Mapped[str] = mapped_column(String(255))
+    model: Mapped[str] = mapped_column(String(255))
+    # The upstream's batch object as last seen, for listings.
+    object: Mapped[dict[str, Any]] = mapped_column(JSON)
+    settled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

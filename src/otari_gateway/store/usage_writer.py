@@ -219,15 +219,23 @@ async def write_batch(db: Database, batch: Sequence[UsageRecord]) -> None:
 async def _write_rows(
     db: Database, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
 ) -> None:
-    users, keys = _charges(batch)
     async with db.transaction() as connection:
-        await connection.execute(_INSERT_ROWS, rows)
-        # Leases before owners, as everywhere in store/leases.py, and owners in id order, so
-        # concurrent batches on PostgreSQL always take row locks in one order.
-        for (user_id, lease_id), charge in sorted(users.items(), key=_order):
-            await _charge(connection, _users, _users.c.user_id == user_id, lease_id, charge)
-        for (key_id, lease_id), charge in sorted(keys.items(), key=_order):
-            await _charge(connection, _keys, _keys.c.id == key_id, lease_id, charge)
+        await insert_and_charge(connection, batch, rows)
+
+
+async def insert_and_charge(
+    connection: AsyncConnection, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` (the records' rows) and charge the records' costs, inside the caller's
+    transaction."""
+    users, keys = _charges(batch)
+    await connection.execute(_INSERT_ROWS, rows)
+    # Leases before owners, as everywhere in store/leases.py, and owners in id order, so
+    # concurrent batches on PostgreSQL always take row locks in one order.
+    for (user_id, lease_id), charge in sorted(users.items(), key=_order):
+        await _charge(connection, _users, _users.c.user_id == user_id, lease_id, charge)
+    for (key_id, lease_id), charge in sorted(keys.items(), key=_order):
+        await _charge(connection, _keys, _keys.c.id == key_id, lease_id, charge)
 
 
 async def _existing_keys(db: Database, ids: set[str]) -> set[str]:
