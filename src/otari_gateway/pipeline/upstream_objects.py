@@ -8,7 +8,7 @@ an object that is not theirs gets the same 404 as for one that does not exist.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 import orjson
 
@@ -16,7 +16,7 @@ from otari_gateway.errors import InvalidRequest, NotFound, UpstreamError
 from otari_gateway.pipeline.admission import Admission
 from otari_gateway.pipeline.request import Caller
 from otari_gateway.pipeline.routing import Router, Target
-from otari_gateway.providers.base import RestUpstream, UpstreamReply, Wire
+from otari_gateway.providers.base import Operation, Provider, RestUpstream, UpstreamReply
 from otari_gateway.store.access import UserRecord
 from otari_gateway.store.objects_repo import Page
 
@@ -59,18 +59,12 @@ class ObjectAccess:
 
     def openai_instances(self) -> list[str]:
         return [
-            name
-            for name, provider in self._router.instances.items()
-            if provider.capabilities.wire is Wire.OPENAI and isinstance(provider, RestUpstream)
+            name for name, provider in self._router.instances.items() if _serves_objects(provider)
         ]
 
     def upstream(self, instance: str) -> RestUpstream:
         provider = self._router.instances.get(instance)
-        if (
-            provider is None
-            or provider.capabilities.wire is not Wire.OPENAI
-            or not isinstance(provider, RestUpstream)
-        ):
+        if provider is None or not _serves_objects(provider):
             raise InvalidRequest(
                 f"provider '{instance}' is not an OpenAI-compatible provider of this gateway",
                 param="provider",
@@ -111,4 +105,13 @@ def list_body(page: Page) -> bytes:
             "last_id": data[-1].get("id") if data else None,
             "has_more": page.has_more,
         }
+    )
+
+
+def _serves_objects(provider: Provider) -> TypeGuard[RestUpstream]:
+    operations = provider.capabilities.operations
+    return (
+        Operation.FILES in operations
+        and Operation.BATCHES in operations
+        and isinstance(provider, RestUpstream)
     )

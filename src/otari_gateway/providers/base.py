@@ -33,6 +33,9 @@ class Operation(StrEnum):
     IMAGES = "images"
     SPEECH = "speech"
     TRANSCRIPTIONS = "transcriptions"
+    # OpenAI's Files and Batches APIs: objects kept at the upstream (``RestUpstream.call``).
+    FILES = "files"
+    BATCHES = "batches"
 
 
 # Answers relayed with the upstream's own Content-Type: audio, or the plain text, SRT and

@@ -28,6 +28,8 @@ CAPABILITIES = Capabilities(
             Operation.IMAGES,
             Operation.SPEECH,
             Operation.TRANSCRIPTIONS,
+            Operation.FILES,
+            Operation.BATCHES,
         }
     ),
 )
