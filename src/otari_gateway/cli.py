@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
+import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import click
@@ -133,14 +132,28 @@ def _migration(database_url: str, revision: str) -> tuple[str, bool]:
         return f"migration failed: {exc}", True
 
 
+_MIGRATE_URL_ENV = "OTARI_MIGRATE_DATABASE_URL"
+_MIGRATE_IN_CHILD = (
+    "import os, sys\n"
+    "from otari_gateway.cli import _migration\n"
+    f"outcome, failed = _migration(os.environ['{_MIGRATE_URL_ENV}'], 'head')\n"
+    "print(outcome)\n"
+    "sys.exit(1 if failed else 0)\n"
+)
+
+
 def _migrate_in_child(database_url: str) -> None:
     """``serve``'s auto-migration, in a short-lived child process: the serving process
-    (the only worker, with ``--workers 1``) then never loads alembic."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
-        outcome, failed = child.submit(_migration, database_url, "head").result()
-    if failed:
-        raise click.ClickException(outcome)
+    (the only worker, with ``--workers 1``) then never loads alembic. A plain subprocess,
+    not multiprocessing, which would leave its resource-tracker process running beside
+    the server. The URL travels in the environment, never on a command line."""
+    env = {**os.environ, _MIGRATE_URL_ENV: database_url}
+    done = subprocess.run(
+        [sys.executable, "-c", _MIGRATE_IN_CHILD], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        last_error_line = (done.stderr.strip().splitlines() or ["migration failed"])[-1]
+        raise click.ClickException(done.stdout.strip() or last_error_line)
 
 
 @main.command("init-db")
