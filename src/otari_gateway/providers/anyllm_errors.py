@@ -32,9 +32,7 @@ from otari_gateway.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
-from otari_gateway.providers.http import map_status, redact
-
-_MAX_MESSAGE_CHARS = 1000
+from otari_gateway.providers.http import client_message, map_status
 
 
 def missing_extra(instance: str, type_name: str, extra: str) -> InvalidRequest:
@@ -124,4 +122,4 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def _message(exc: AnyLLMError, secrets: tuple[str, ...]) -> str:
-    return redact(exc.message, secrets)[:_MAX_MESSAGE_CHARS]
+    return client_message(exc.message, secrets)

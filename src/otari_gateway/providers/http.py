@@ -49,6 +49,11 @@ ErrorMessageReader = Callable[[Any], tuple[str | None, str | None, str | None]]
 """Reads (message, param, code) out of a parsed upstream error body."""
 
 
+def client_message(text: str, secrets: tuple[str, ...]) -> str:
+    """Upstream text as a client may see it: credentials scrubbed, length bounded."""
+    return redact(text, secrets)[:_MAX_MESSAGE_CHARS]
+
+
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     """Remove configured credentials and anything shaped like a key from upstream text."""
     for secret in secrets:
@@ -212,7 +217,7 @@ class HttpUpstream:
         )
 
     def _unreachable(self, exc: Exception) -> UpstreamError:
-        reason = redact(str(exc), self._secrets)[:_MAX_MESSAGE_CHARS]
+        reason = client_message(str(exc), self._secrets)
         return UpstreamError(f"could not reach provider '{self.instance}': {reason}")
 
     async def _failure(self, resp: wreq.Response, status: int) -> GatewayError:
@@ -238,7 +243,7 @@ class HttpUpstream:
             message = text or None
         if not message:
             message = f"provider '{self.instance}' answered HTTP {status}"
-        return redact(message, self._secrets)[:_MAX_MESSAGE_CHARS], param, code
+        return client_message(message, self._secrets), param, code
 
 
 _METHODS = {
