@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import anyio
+import anyio.lowlevel
 import pytest
 from sqlalchemy import func, select, update
 
@@ -184,6 +185,28 @@ async def test_writer_charges_exactly_in_batches(database_url: str) -> None:
         async with db.session() as session:
             total = (await session.execute(select(func.count()).select_from(UsageLog))).scalar_one()
         assert total == 30
+    finally:
+        await db.aclose()
+
+
+async def test_writer_takes_what_is_queued_in_one_step(database_url: str) -> None:
+    # Under load the queue fills between two turns of the writer; taking one record per
+    # event-loop turn let it fall behind, so it must take everything queued at once.
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget=None)
+        writer = UsageWriter(db, flush_interval=5, batch_size=50, capacity=200)
+        for index in range(120):
+            await writer.submit(_record(index, "0.000001"))
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer.run)
+            for _ in range(1_000):
+                if writer.pending != 120:
+                    break
+                await anyio.lowlevel.checkpoint()
+            assert writer.pending == 70
+            await writer.aclose()
+        assert (await _user(db)).spend == D("0.000120")
     finally:
         await db.aclose()
 

@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio
 from structlog.testing import capture_logs
 
-from otari_gateway.limits import UNLIMITED, InMemoryLimiter, LimitDecision, RedisLimiter
-from otari_gateway.limits.redis import TTL_MS, window_key
+from otari_gateway.limits import UNLIMITED, InMemoryLimiter, LimitDecision
+from otari_gateway.limits.redis import TTL_MS, RedisLimiter, window_key
 from otari_gateway.limits.window import position
 
 T0 = 60.0 * 1_000_000

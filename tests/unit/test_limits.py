@@ -10,10 +10,10 @@ from otari_gateway.limits import (
     UNLIMITED,
     InMemoryLimiter,
     LimitDecision,
-    RedisLimiter,
     make_limiter,
 )
 from otari_gateway.limits.base import tighter
+from otari_gateway.limits.redis import RedisLimiter
 from otari_gateway.limits.window import WINDOW_MS, admits, judge, position
 
 T0 = 60.0 * 1_000_000  # the start of a window

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from otari_gateway.limits.base import UNLIMITED, LimitDecision, Limiter
 from otari_gateway.limits.memory import InMemoryLimiter
-from otari_gateway.limits.redis import RedisLimiter
 
 __all__ = [
     "UNLIMITED",
     "InMemoryLimiter",
     "LimitDecision",
     "Limiter",
-    "RedisLimiter",
     "make_limiter",
 ]
 
@@ -28,5 +26,8 @@ def make_limiter(redis_url: str | None) -> Limiter:
     Call once per process at start-up and ``aclose()`` the result at shutdown.
     """
     if redis_url:
+        # Imported only when used: redis-py costs each worker ~5 MB of memory.
+        from otari_gateway.limits.redis import RedisLimiter
+
         return RedisLimiter(redis_url)
     return InMemoryLimiter()

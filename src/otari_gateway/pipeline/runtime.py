@@ -7,7 +7,8 @@ they affect, so a management write applies from the next request on this process
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 import anyio.abc
@@ -19,7 +20,6 @@ from otari_gateway.control.pricing import load_price_rows
 from otari_gateway.limits import make_limiter
 from otari_gateway.pipeline.admission import Admission, Authenticator
 from otari_gateway.pipeline.bootstrap import master_key_digest
-from otari_gateway.pipeline.cache_bus import CacheBus
 from otari_gateway.pipeline.model_catalog import ModelCatalog
 from otari_gateway.pipeline.model_discovery import ModelDiscovery
 from otari_gateway.pipeline.routing import Router
@@ -31,6 +31,9 @@ from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
 from otari_gateway.store.usage_writer import UsageWriter
 from otari_gateway.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from otari_gateway.pipeline.cache_bus import CacheBus
 
 
 class Runtime:
@@ -62,7 +65,7 @@ class Runtime:
             self.limiter,
             metrics,
         )
-        self._bus = CacheBus(config.redis_url, self._drop) if config.redis_url else None
+        self._bus = _cache_bus(config.redis_url, self._drop) if config.redis_url else None
         self._bus_scope: anyio.CancelScope | None = None
         self._lease_scope: anyio.CancelScope | None = None
         self._leases_stopped: anyio.Event | None = None
@@ -164,3 +167,10 @@ class Runtime:
 def _discovers(config: GatewayConfig, instance: str) -> bool:
     own = config.providers[instance].discover_models
     return config.discover_models if own is None else own
+
+
+def _cache_bus(redis_url: str, on_change: Callable[[str], None]) -> CacheBus:
+    # Imported only when Redis is configured: redis-py costs each worker ~5 MB of memory.
+    from otari_gateway.pipeline.cache_bus import CacheBus
+
+    return CacheBus(redis_url, on_change)
