@@ -7,6 +7,8 @@
 # BENCH_WORKERS2 (1: also run a --workers 2 gateway), BENCH_PROFILE (auto: py-spy profile of
 # the 64-connection chat run if py-spy can be had; 1: required; 0: skip), BENCH_PROFILE_RATE
 # (py-spy samples/s, 100), BENCH_KEEP_TMP (1: keep the temp dir: configs, logs, raw wrk output),
+# BENCH_AUTH (key: a budgeted virtual key; master), BENCH_DB (sqlite; postgresql),
+# BENCH_EXACT_TOKENS (1; 0 sets exact_token_counts: false, to see what the tokenizer costs),
 # BENCH_NGINX_PORT / BENCH_GATEWAY_PORT (default: free ports).
 #
 # Everything runs on 127.0.0.1. Every process started here is stopped by PID on exit.
@@ -202,10 +204,12 @@ providers:
 pricing:
   mock:$MODEL: {input_price_per_million: 0.15, output_price_per_million: 0.6}
   mockstream:$MODEL: {input_price_per_million: 0.15, output_price_per_million: 0.6}
+exact_token_counts: $([[ $BENCH_EXACT_TOKENS == 1 ]] && echo true || echo false)
 EOF
 }
 BENCH_DB=${BENCH_DB:-sqlite}
 BENCH_AUTH=${BENCH_AUTH:-key}
+BENCH_EXACT_TOKENS=${BENCH_EXACT_TOKENS:-1}
 PG_DB=""
 if [[ $BENCH_DB == postgresql ]]; then
     command -v psql >/dev/null || die "BENCH_DB=postgresql needs psql (apt-get install postgresql-client)"
@@ -443,6 +447,7 @@ facts=(
     "nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
     "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     "gateway source: $SRC_START"
+    "gateway path: auth $BENCH_AUTH, database $BENCH_DB, exact token counts $([[ $BENCH_EXACT_TOKENS == 1 ]] && echo on || echo off)"
 )
 src_end=$(src_digest)
 [[ $src_end == "$SRC_START" ]] ||
