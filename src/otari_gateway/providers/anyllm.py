@@ -119,7 +119,12 @@ class AnyLLMProvider:
         return self._client
 
     async def send(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> UpstreamReply:
         client = self._ready()
         params = self._params(body)
@@ -135,7 +140,12 @@ class AnyLLMProvider:
 
     @asynccontextmanager
     async def stream(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         client = self._ready()
         params = self._params(body)
