@@ -1,7 +1,7 @@
 """Providers reached through any-llm, end to end: official SDK → gateway → provider SDK → fake.
 
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
-AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral and Azure OpenAI v1), and the
+AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral), and the
 provider SDKs inside any-llm are pointed at them through their base-URL options only. Every
 call must answer OpenAI's shapes, and leave one usage row with the provider's token counts.
 """
@@ -9,8 +9,6 @@ call must answer OpenAI's shapes, and leave one usage row with the provider's to
 from __future__ import annotations
 
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -19,15 +17,14 @@ from typing import Any
 
 import anthropic
 import openai
-import orjson
 import pytest
 
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
-from tests.fakes.openai_like_upstreams import FakeAzureOpenAI, FakeMistral
-from tests.integration.conftest import MASTER_KEY, create_key
+from tests.fakes.openai_like_upstreams import FakeMistral
+from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
 
 PROMPT = "hi there"
@@ -52,7 +49,6 @@ EXPECTED = {
     "bedrock": Expected("anthropic.claude-3-haiku-20240307-v1:0", 2 + 2, 3, 2),
     "mistral": Expected("mistral-small-latest", 2, 3),
     "cohere": Expected("command-r-plus", 2, 3, 1),
-    "azure": Expected("my-gpt4o-deployment", 2, 3),
     "ollama": Expected("llama3.2", 2, 3),
 }
 
@@ -76,7 +72,6 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         bedrock = stack.enter_context(FakeBedrock())
         mistral = stack.enter_context(FakeMistral())
         cohere = stack.enter_context(FakeCohere())
-        azure = stack.enter_context(FakeAzureOpenAI())
         ollama = stack.enter_context(FakeOllama())
         config = {
             "master_key": MASTER_KEY,
@@ -86,11 +81,6 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 "bedrock": bedrock.gateway_instance(),
                 "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
                 "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
-                "azure": {
-                    "provider_type": "azureopenai",
-                    "api_key": azure.api_key,
-                    "api_base": azure.base_url,
-                },
                 "ollama": {"api_base": ollama.base_url},
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
@@ -123,23 +113,8 @@ def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
     return upstreams.clients.enter_context(client)
 
 
-def _rows(base_url: str, user_id: str, count: int = 1) -> list[dict[str, Any]]:
-    """The user's usage rows once ``count`` are readable (rows are written asynchronously)."""
-    query = urllib.parse.urlencode({"user_id": user_id})
-    deadline = time.monotonic() + 10
-    while True:
-        request = urllib.request.Request(
-            f"{base_url}/v1/usage?{query}", headers={"Authorization": f"Bearer {MASTER_KEY}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            rows: list[dict[str, Any]] = orjson.loads(response.read())
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
-
 def _assert_row(upstreams: Upstreams, user_id: str, instance: str, expected: Expected) -> None:
-    [row] = _rows(upstreams.base_url, user_id)
+    [row] = usage_rows(upstreams.base_url, user_id)
     assert row["status_code"] == 200
     assert row["provider"] == instance
     assert row["model"] == expected.model
@@ -312,7 +287,7 @@ def test_upstream_failures_map_to_the_gateway_statuses(
             model="gemini:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
         )
     assert caught.value.status_code == expected_status
-    [row] = _rows(upstreams.base_url, f"anyllm-fail-{status}")
+    [row] = usage_rows(upstreams.base_url, f"anyllm-fail-{status}")
     assert row["status_code"] == expected_status
 
 

@@ -171,13 +171,12 @@ class AnyLLMProvider:
         params = orjson.loads(body)
         if not isinstance(params, dict):
             raise InvalidRequest("the request body must be a JSON object")
-        if not self._spec.openai_api:
-            for name in _OPENAI_ONLY_FIELDS:
-                params.pop(name, None)
-            # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens``
-            # for every provider, while some SDKs take no ``max_completion_tokens``.
-            if "max_completion_tokens" in params:
-                params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        for name in _OPENAI_ONLY_FIELDS:
+            params.pop(name, None)
+        # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens`` for
+        # every provider, while some SDKs take no ``max_completion_tokens``.
+        if "max_completion_tokens" in params:
+            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
         return params
 
     async def _call(self, call: Coroutine[Any, Any, Any]) -> Any:

@@ -27,8 +27,6 @@ class SdkSpec:
     timeouts and a no-retry policy go into a botocore ``Config``."""
     api_base_arg: str | None = None
     """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored."""
-    openai_api: bool = False
-    """The upstream is OpenAI's own API (Azure OpenAI): OpenAI-only fields are kept."""
 
     def capabilities(self) -> Capabilities:
         operations = {Operation.CHAT} if self.chat else set()

@@ -65,6 +65,9 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 class HttpUpstream:
     """POSTs JSON to one upstream base URL with that instance's credentials."""
 
+    settings: frozenset[str] = frozenset()
+    """Keys of the instance block, beyond ``ProviderConfig``'s own, that the adapter reads."""
+
     def __init__(
         self,
         instance: str,
