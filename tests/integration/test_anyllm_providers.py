@@ -1,14 +1,17 @@
 """Providers reached through any-llm, end to end: official SDK → gateway → provider SDK → fake.
 
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
-AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral), and the
-provider SDKs inside any-llm are pointed at them through their base-URL options only. Every
-call must answer OpenAI's shapes, and leave one usage row with the provider's token counts.
+AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Vertex AI's Gemini and
+Claude publishers behind a Google OAuth token endpoint), and the provider SDKs inside
+any-llm are pointed at them through their base-URL options only (Vertex signs in with a
+service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
+shapes, and leave one usage row with the provider's token counts.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any
 
 import anthropic
 import openai
+import orjson
 import pytest
 
 from tests.fakes.bedrock_upstream import FakeBedrock
@@ -24,6 +28,7 @@ from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeMistral
+from tests.fakes.vertex_upstream import JWT_GRANT, PROJECT, FakeVertex
 from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
 
@@ -50,6 +55,10 @@ EXPECTED = {
     "mistral": Expected("mistral-small-latest", 2, 3),
     "cohere": Expected("command-r-plus", 2, 3, 1),
     "ollama": Expected("llama3.2", 2, 3),
+    "vertexai": Expected(
+        "gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS
+    ),
+    "vertexaianthropic": Expected("claude-sonnet-4-5@20250929", 2, 3),
 }
 
 
@@ -58,6 +67,7 @@ class Upstreams:
     gateway: GatewayProcess
     gemini: FakeGemini
     bedrock: FakeBedrock
+    vertex: FakeVertex
     clients: ExitStack
 
     @property
@@ -73,6 +83,10 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         mistral = stack.enter_context(FakeMistral())
         cohere = stack.enter_context(FakeCohere())
         ollama = stack.enter_context(FakeOllama())
+        vertex = stack.enter_context(FakeVertex())
+        workdir: Path = tmp_path_factory.mktemp("anyllm")
+        credentials = workdir / "service-account.json"
+        credentials.write_bytes(orjson.dumps(vertex.service_account_info()))
         config = {
             "master_key": MASTER_KEY,
             "require_pricing": False,
@@ -82,6 +96,16 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
                 "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
                 "ollama": {"api_base": ollama.base_url},
+                "vertexai": {
+                    "api_base": vertex.base_url,
+                    "project": PROJECT,
+                    "location": "us-central1",
+                },
+                "vertexaianthropic": {
+                    "api_base": vertex.base_url + "/v1",
+                    "project_id": PROJECT,
+                    "region": "us-east5",
+                },
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
                 "gemini_slow": {
@@ -97,12 +121,15 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 },
             },
         }
-        workdir: Path = tmp_path_factory.mktemp("anyllm")
-        gateway = GatewayProcess(config, workdir, env={"GEMINI_API_KEY": gemini.api_key})
+        env = {
+            "GEMINI_API_KEY": gemini.api_key,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+        }
+        gateway = GatewayProcess(config, workdir, env=env)
         gateway.start()
         stack.callback(gateway.stop)
         clients = stack.enter_context(ExitStack())
-        yield Upstreams(gateway, gemini, bedrock, clients)
+        yield Upstreams(gateway, gemini, bedrock, vertex, clients)
 
 
 def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
@@ -387,3 +414,29 @@ def test_gemini_thoughts_arrive_as_reasoning_and_thinking_blocks(upstreams: Upst
     )
     assert [block.type for block in answer.content] == ["thinking", "text"]
     assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]
+
+
+def test_vertex_signs_in_with_the_service_account(upstreams: Upstreams) -> None:
+    vertex = upstreams.vertex
+    client = _openai(upstreams, "anyllm-vertex-auth")
+    client.chat.completions.create(
+        model="vertexai:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
+    )
+    sent = vertex.last_request
+    assert sent.path == (
+        f"/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/"
+        "gemini-2.0-flash:generateContent"
+    )
+    # The bearer token is one the fake issued for a JWT signed with the account's key.
+    assert sent.headers["authorization"].removeprefix("Bearer ") in vertex.issued
+    grants = [r for r in vertex.requests if r.path == "/token"]
+    assert grants
+    assert f"grant_type={urllib.parse.quote(JWT_GRANT, safe='')}" in grants[0].body.decode()
+
+
+def test_embeddings_through_vertex(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-vertex-embed")
+    result = client.embeddings.create(model="vertexai:text-embedding-005", input=["a b", "c"])
+    assert [item.index for item in result.data] == [0, 1]
+    assert len(result.data[0].embedding) == 8
+    assert upstreams.vertex.last_request.path.endswith("/text-embedding-005:predict")

@@ -77,7 +77,7 @@ class AnyLLMProvider:
         args = dict(self._sdk_args)
         api_base = self._api_base
         if self._spec.api_base_arg and api_base:
-            args.setdefault(self._spec.api_base_arg, api_base)
+            _set_default(args, self._spec.api_base_arg, api_base)
             api_base = None
         if self._spec.boto:
             args["config"] = self._boto_config(args.get("config"))
@@ -204,6 +204,16 @@ class AnyLLMProvider:
 # OpenAI platform bookkeeping with no counterpart elsewhere; SDKs of other APIs reject them
 # as unknown arguments. ``user`` is also how a master-key request names whom to bill.
 _OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
+
+
+def _set_default(args: dict[str, Any], dotted: str, value: str) -> None:
+    """``args[a][b] = value`` for ``dotted`` "a.b" unless the instance already set it."""
+    *parents, name = dotted.split(".")
+    for parent in parents:
+        nested = args.get(parent)
+        args[parent] = nested = dict(nested) if isinstance(nested, Mapping) else {}
+        args = nested
+    args.setdefault(name, value)
 
 
 _SECRET_NAMES = ("key", "secret", "token", "password", "credential")

@@ -113,8 +113,14 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "mistral": _sdk(SdkSpec("mistral", "mistral", embeddings=True), "MISTRAL_API_KEY"),
     "ollama": _sdk(SdkSpec("ollama", "ollama", embeddings=True), None, "http://127.0.0.1:11434"),
     "sagemaker": _sdk(SdkSpec("sagemaker", "sagemaker", embeddings=True, boto=True), None),
-    "vertexai": _sdk(SdkSpec("vertexai", "vertexai", embeddings=True), None),
-    "vertexaianthropic": _sdk(SdkSpec("vertexaianthropic", "vertexaianthropic"), None),
+    # Both authenticate with Google credentials (GOOGLE_APPLICATION_CREDENTIALS …), not a key.
+    "vertexai": _sdk(
+        SdkSpec("vertexai", "vertexai", embeddings=True, api_base_arg="http_options.base_url"),
+        None,
+    ),
+    "vertexaianthropic": _sdk(
+        SdkSpec("vertexaianthropic", "vertexaianthropic", api_base_arg="base_url"), None
+    ),
     "voyage": _sdk(
         SdkSpec("voyage", "voyage", chat=False, embeddings=True),
         "VOYAGE_API_KEY",
