@@ -1,8 +1,9 @@
 """Providers reached through any-llm, end to end: official SDK → gateway → provider SDK → fake.
 
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
-AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Vertex AI's Gemini and
-Claude publishers behind a Google OAuth token endpoint), and the provider SDKs inside
+AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Hugging Face's
+OpenAI-format router, Vertex AI's Gemini and Claude publishers behind a Google OAuth token
+endpoint), and the provider SDKs inside
 any-llm are pointed at them through their base-URL options only (Vertex signs in with a
 service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
 shapes, and leave one usage row with the provider's token counts.
@@ -28,6 +29,7 @@ from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeMistral
+from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.vertex_upstream import JWT_GRANT, PROJECT, FakeVertex
 from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
@@ -59,6 +61,7 @@ EXPECTED = {
         "gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS
     ),
     "vertexaianthropic": Expected("claude-sonnet-4-5@20250929", 2, 3),
+    "huggingface": Expected("meta-llama/Llama-3.1-8B-Instruct", 2, 3),
 }
 
 
@@ -84,6 +87,8 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         cohere = stack.enter_context(FakeCohere())
         ollama = stack.enter_context(FakeOllama())
         vertex = stack.enter_context(FakeVertex())
+        # Hugging Face's router speaks OpenAI's chat format under /v1.
+        hf_router = stack.enter_context(FakeOpenAI(api_key="hf_fakeRouterToken0123456789"))
         workdir: Path = tmp_path_factory.mktemp("anyllm")
         credentials = workdir / "service-account.json"
         credentials.write_bytes(orjson.dumps(vertex.service_account_info()))
@@ -96,6 +101,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
                 "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
                 "ollama": {"api_base": ollama.base_url},
+                "huggingface": {"api_key": hf_router.api_key, "api_base": hf_router.base_url},
                 "vertexai": {
                     "api_base": vertex.base_url,
                     "project": PROJECT,
