@@ -26,7 +26,8 @@ _STATUS_NAMES = {
     500: "INTERNAL",
     503: "UNAVAILABLE",
 }
-_MODEL = re.compile(r"/v1(?:beta)?/models/([^:]+):")
+# The model in a Gemini API path, or in a Vertex AI one (``…/publishers/google/models/…``).
+_MODEL = re.compile(r"/models/([^:/]+):")
 CACHED_TOKENS = 2
 THOUGHTS_TOKENS = 4
 THOUGHT = "the user greets me"
@@ -77,7 +78,7 @@ class FakeGemini(FakeUpstream):
         return None
 
     def _generate(self, request: RecordedRequest) -> Reply:
-        model = _MODEL.match(request.path)
+        model = _MODEL.search(request.path)
         assert model is not None
         if c.is_missing_model(model.group(1)):
             return _error(404, f"models/{model.group(1)} is not found for API version v1beta")

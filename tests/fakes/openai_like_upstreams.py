@@ -1,17 +1,16 @@
 """Fakes for APIs that are OpenAI's chat-completions format at another address.
 
 Mistral (``/v1/chat/completions``; a stream always ends with a usage chunk, asked for or
-not) and Azure OpenAI's v1 API (``{endpoint}/openai/v1/chat/completions``, the deployment
-name as ``model``), which any-llm reaches with their own SDK settings.
+not), which any-llm reaches with its own SDK. Azure OpenAI has a module of its own
+(``tests.fakes.azure_openai_upstream``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.fakes.server import Handler, RecordedRequest, Reply
+from tests.fakes.server import RecordedRequest, Reply
 
 
 class FakeMistral(FakeOpenAI):
@@ -27,13 +26,3 @@ class FakeMistral(FakeOpenAI):
             body = {**body, "stream_options": {"include_usage": True}}
             request = dataclasses.replace(request, json=body)
         return super()._chat(request)
-
-
-class FakeAzureOpenAI(FakeOpenAI):
-    """Fake Azure OpenAI resource; its endpoint is ``base_url``."""
-
-    def __init__(self, api_key: str = "fake-azure-key-0123456789") -> None:
-        super().__init__(api_key, models=("my-gpt4o-deployment",))
-
-    def routes(self) -> Mapping[tuple[str, str], Handler]:
-        return {("POST", "/openai/v1/chat/completions"): self._chat}

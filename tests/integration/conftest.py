@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,3 +165,18 @@ def _fresh_fakes(request: pytest.FixtureRequest) -> None:
         stack: Stack = request.getfixturevalue("stack")
         for fake in (stack.openai_fake, stack.local_fake, stack.anthropic_fake):
             fake.reset()
+
+
+def usage_rows(base_url: str, user_id: str, count: int = 1) -> list[dict[str, Any]]:
+    """The user's usage rows once ``count`` are readable (rows are written asynchronously)."""
+    query = urllib.parse.urlencode({"user_id": user_id})
+    deadline = time.monotonic() + 10
+    while True:
+        request = urllib.request.Request(
+            f"{base_url}/v1/usage?{query}", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            rows: list[dict[str, Any]] = orjson.loads(response.read())
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)

@@ -1,16 +1,18 @@
 """Providers reached through any-llm, end to end: official SDK → gateway → provider SDK → fake.
 
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
-AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral and Azure OpenAI v1), and the
-provider SDKs inside any-llm are pointed at them through their base-URL options only. Every
-call must answer OpenAI's shapes, and leave one usage row with the provider's token counts.
+AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Hugging Face's
+OpenAI-format router, Vertex AI's Gemini and Claude publishers behind a Google OAuth token
+endpoint), and the provider SDKs inside
+any-llm are pointed at them through their base-URL options only (Vertex signs in with a
+service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
+shapes, and leave one usage row with the provider's token counts.
 """
 
 from __future__ import annotations
 
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,8 +28,10 @@ from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
 from tests.fakes.ollama_upstream import FakeOllama
-from tests.fakes.openai_like_upstreams import FakeAzureOpenAI, FakeMistral
-from tests.integration.conftest import MASTER_KEY, create_key
+from tests.fakes.openai_like_upstreams import FakeMistral
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.vertex_upstream import JWT_GRANT, PROJECT, FakeVertex
+from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
 
 PROMPT = "hi there"
@@ -52,8 +56,12 @@ EXPECTED = {
     "bedrock": Expected("anthropic.claude-3-haiku-20240307-v1:0", 2 + 2, 3, 2),
     "mistral": Expected("mistral-small-latest", 2, 3),
     "cohere": Expected("command-r-plus", 2, 3, 1),
-    "azure": Expected("my-gpt4o-deployment", 2, 3),
     "ollama": Expected("llama3.2", 2, 3),
+    "vertexai": Expected(
+        "gemini-2.0-flash", 2, 3 + THOUGHTS_TOKENS, CACHED_TOKENS, THOUGHTS_TOKENS
+    ),
+    "vertexaianthropic": Expected("claude-sonnet-4-5@20250929", 2, 3),
+    "huggingface": Expected("meta-llama/Llama-3.1-8B-Instruct", 2, 3),
 }
 
 
@@ -62,6 +70,7 @@ class Upstreams:
     gateway: GatewayProcess
     gemini: FakeGemini
     bedrock: FakeBedrock
+    vertex: FakeVertex
     clients: ExitStack
 
     @property
@@ -76,8 +85,13 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         bedrock = stack.enter_context(FakeBedrock())
         mistral = stack.enter_context(FakeMistral())
         cohere = stack.enter_context(FakeCohere())
-        azure = stack.enter_context(FakeAzureOpenAI())
         ollama = stack.enter_context(FakeOllama())
+        vertex = stack.enter_context(FakeVertex())
+        # Hugging Face's router speaks OpenAI's chat format under /v1.
+        hf_router = stack.enter_context(FakeOpenAI(api_key="hf_fakeRouterToken0123456789"))
+        workdir: Path = tmp_path_factory.mktemp("anyllm")
+        credentials = workdir / "service-account.json"
+        credentials.write_bytes(orjson.dumps(vertex.service_account_info()))
         config = {
             "master_key": MASTER_KEY,
             "require_pricing": False,
@@ -86,12 +100,18 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 "bedrock": bedrock.gateway_instance(),
                 "mistral": {"api_key": mistral.api_key, "api_base": mistral.base_url},
                 "cohere": {"api_key": cohere.api_key, "api_base": cohere.base_url},
-                "azure": {
-                    "provider_type": "azureopenai",
-                    "api_key": azure.api_key,
-                    "api_base": azure.base_url,
-                },
                 "ollama": {"api_base": ollama.base_url},
+                "huggingface": {"api_key": hf_router.api_key, "api_base": hf_router.base_url},
+                "vertexai": {
+                    "api_base": vertex.base_url,
+                    "project": PROJECT,
+                    "location": "us-central1",
+                },
+                "vertexaianthropic": {
+                    "api_base": vertex.base_url + "/v1",
+                    "project_id": PROJECT,
+                    "region": "us-east5",
+                },
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
                 "gemini_slow": {
@@ -107,12 +127,15 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 },
             },
         }
-        workdir: Path = tmp_path_factory.mktemp("anyllm")
-        gateway = GatewayProcess(config, workdir, env={"GEMINI_API_KEY": gemini.api_key})
+        env = {
+            "GEMINI_API_KEY": gemini.api_key,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+        }
+        gateway = GatewayProcess(config, workdir, env=env)
         gateway.start()
         stack.callback(gateway.stop)
         clients = stack.enter_context(ExitStack())
-        yield Upstreams(gateway, gemini, bedrock, clients)
+        yield Upstreams(gateway, gemini, bedrock, vertex, clients)
 
 
 def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
@@ -123,23 +146,8 @@ def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
     return upstreams.clients.enter_context(client)
 
 
-def _rows(base_url: str, user_id: str, count: int = 1) -> list[dict[str, Any]]:
-    """The user's usage rows once ``count`` are readable (rows are written asynchronously)."""
-    query = urllib.parse.urlencode({"user_id": user_id})
-    deadline = time.monotonic() + 10
-    while True:
-        request = urllib.request.Request(
-            f"{base_url}/v1/usage?{query}", headers={"Authorization": f"Bearer {MASTER_KEY}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            rows: list[dict[str, Any]] = orjson.loads(response.read())
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
-
-
 def _assert_row(upstreams: Upstreams, user_id: str, instance: str, expected: Expected) -> None:
-    [row] = _rows(upstreams.base_url, user_id)
+    [row] = usage_rows(upstreams.base_url, user_id)
     assert row["status_code"] == 200
     assert row["provider"] == instance
     assert row["model"] == expected.model
@@ -312,7 +320,7 @@ def test_upstream_failures_map_to_the_gateway_statuses(
             model="gemini:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
         )
     assert caught.value.status_code == expected_status
-    [row] = _rows(upstreams.base_url, f"anyllm-fail-{status}")
+    [row] = usage_rows(upstreams.base_url, f"anyllm-fail-{status}")
     assert row["status_code"] == expected_status
 
 
@@ -412,3 +420,29 @@ def test_gemini_thoughts_arrive_as_reasoning_and_thinking_blocks(upstreams: Upst
     )
     assert [block.type for block in answer.content] == ["thinking", "text"]
     assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]
+
+
+def test_vertex_signs_in_with_the_service_account(upstreams: Upstreams) -> None:
+    vertex = upstreams.vertex
+    client = _openai(upstreams, "anyllm-vertex-auth")
+    client.chat.completions.create(
+        model="vertexai:gemini-2.0-flash", messages=[{"role": "user", "content": PROMPT}]
+    )
+    sent = vertex.last_request
+    assert sent.path == (
+        f"/v1beta1/projects/{PROJECT}/locations/us-central1/publishers/google/models/"
+        "gemini-2.0-flash:generateContent"
+    )
+    # The bearer token is one the fake issued for a JWT signed with the account's key.
+    assert sent.headers["authorization"].removeprefix("Bearer ") in vertex.issued
+    grants = [r for r in vertex.requests if r.path == "/token"]
+    assert grants
+    assert f"grant_type={urllib.parse.quote(JWT_GRANT, safe='')}" in grants[0].body.decode()
+
+
+def test_embeddings_through_vertex(upstreams: Upstreams) -> None:
+    client = _openai(upstreams, "anyllm-vertex-embed")
+    result = client.embeddings.create(model="vertexai:text-embedding-005", input=["a b", "c"])
+    assert [item.index for item in result.data] == [0, 1]
+    assert len(result.data[0].embedding) == 8
+    assert upstreams.vertex.last_request.path.endswith("/text-embedding-005:predict")

@@ -158,3 +158,33 @@ def test_responses_support_follows_the_type_unless_the_instance_says_otherwise()
         "anthropic": False,
     }
     assert Operation.CHAT in providers["mine"].capabilities.operations
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"api_version": "latest"}, r"providers\.az\.api_version: 'latest' is neither"),
+        ({"deployment": "gpt4o"}, r"providers\.az\.deployment: only used with a dated"),
+        ({"api_version": "2024-10-21", "deployment": 7}, r"providers\.az\.deployment: must be"),
+        ({"api_version": "2024-10-21", "deployments": "x"}, r"providers\.az\.deployments: unknown"),
+    ],
+)
+def test_azure_openai_settings_are_checked(block: dict[str, object], message: str) -> None:
+    raw = {"provider_type": "azureopenai", "api_base": "https://r.openai.azure.com", **block}
+    config = build_config({"providers": {"az": raw}}, environ={})
+    with pytest.raises(ConfigError, match=message):
+        build_providers(config, environ={})
+
+
+def test_azure_openai_endpoint_and_key_come_from_its_variables() -> None:
+    config = build_config({"providers": {"azureopenai": {}}}, environ={})
+    environ = {
+        "AZURE_OPENAI_ENDPOINT": "https://r.openai.azure.com/openai/v1/",
+        "AZURE_OPENAI_API_KEY": "key-from-env",
+    }
+    provider = build_providers(config, environ=environ)["azureopenai"]
+    assert provider._headers["api-key"] == "key-from-env"  # type: ignore[attr-defined]
+    # The pasted v1 prefix is not doubled.
+    assert provider._url(Operation.CHAT, "gpt") == (  # type: ignore[attr-defined]
+        "https://r.openai.azure.com/openai/v1/chat/completions"
+    )

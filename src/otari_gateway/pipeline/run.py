@@ -109,7 +109,7 @@ class Pipeline:
             if request.stream:
                 return await self._open_stream(request, target, admitted, exchange, body)
             reply = await target.provider.send(
-                exchange.operation, body, dict(request.forward_headers) or None
+                exchange.operation, body, dict(request.forward_headers) or None, model=target.model
             )
             content, usage = exchange.client_reply(request, reply)
         except GatewayError as exc:
@@ -164,7 +164,12 @@ class Pipeline:
         stack = AsyncExitStack()
         # Entered before the response starts, so a refusal keeps its real status code.
         chunks = await stack.enter_async_context(
-            target.provider.stream(exchange.operation, body, dict(request.forward_headers) or None)
+            target.provider.stream(
+                exchange.operation,
+                body,
+                dict(request.forward_headers) or None,
+                model=target.model,
+            )
         )
         return StreamResult(
             self._relay(request, target, admitted, processor, chunks, stack),

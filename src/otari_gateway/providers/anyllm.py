@@ -77,7 +77,7 @@ class AnyLLMProvider:
         args = dict(self._sdk_args)
         api_base = self._api_base
         if self._spec.api_base_arg and api_base:
-            args.setdefault(self._spec.api_base_arg, api_base)
+            _set_default(args, self._spec.api_base_arg, api_base)
             api_base = None
         if self._spec.boto:
             args["config"] = self._boto_config(args.get("config"))
@@ -119,7 +119,12 @@ class AnyLLMProvider:
         return self._client
 
     async def send(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> UpstreamReply:
         client = self._ready()
         params = self._params(body)
@@ -135,7 +140,12 @@ class AnyLLMProvider:
 
     @asynccontextmanager
     async def stream(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         client = self._ready()
         params = self._params(body)
@@ -161,13 +171,12 @@ class AnyLLMProvider:
         params = orjson.loads(body)
         if not isinstance(params, dict):
             raise InvalidRequest("the request body must be a JSON object")
-        if not self._spec.openai_api:
-            for name in _OPENAI_ONLY_FIELDS:
-                params.pop(name, None)
-            # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens``
-            # for every provider, while some SDKs take no ``max_completion_tokens``.
-            if "max_completion_tokens" in params:
-                params.setdefault("max_tokens", params.pop("max_completion_tokens"))
+        for name in _OPENAI_ONLY_FIELDS:
+            params.pop(name, None)
+        # Current OpenAI clients send only the newer name; any-llm maps ``max_tokens`` for
+        # every provider, while some SDKs take no ``max_completion_tokens``.
+        if "max_completion_tokens" in params:
+            params.setdefault("max_tokens", params.pop("max_completion_tokens"))
         return params
 
     async def _call(self, call: Coroutine[Any, Any, Any]) -> Any:
@@ -195,6 +204,16 @@ class AnyLLMProvider:
 # OpenAI platform bookkeeping with no counterpart elsewhere; SDKs of other APIs reject them
 # as unknown arguments. ``user`` is also how a master-key request names whom to bill.
 _OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
+
+
+def _set_default(args: dict[str, Any], dotted: str, value: str) -> None:
+    """``args[a][b] = value`` for ``dotted`` "a.b" unless the instance already set it."""
+    *parents, name = dotted.split(".")
+    for parent in parents:
+        nested = args.get(parent)
+        args[parent] = nested = dict(nested) if isinstance(nested, Mapping) else {}
+        args = nested
+    args.setdefault(name, value)
 
 
 _SECRET_NAMES = ("key", "secret", "token", "password", "credential")

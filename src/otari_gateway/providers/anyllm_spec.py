@@ -26,9 +26,8 @@ class SdkSpec:
     """The SDK is boto3: blocking streams run on a worker thread, and the instance's
     timeouts and a no-retry policy go into a botocore ``Config``."""
     api_base_arg: str | None = None
-    """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored."""
-    openai_api: bool = False
-    """The upstream is OpenAI's own API (Azure OpenAI): OpenAI-only fields are kept."""
+    """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored
+    (dotted for a key inside a mapping argument: ``http_options.base_url``)."""
 
     def capabilities(self) -> Capabilities:
         operations = {Operation.CHAT} if self.chat else set()

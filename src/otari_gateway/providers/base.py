@@ -111,13 +111,27 @@ class Provider(Protocol):
     def capabilities(self) -> Capabilities: ...
 
     async def send(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> UpstreamReply:
-        """POST ``body``; a non-2xx answer raises the mapped ``GatewayError``."""
+        """POST ``body``; a non-2xx answer raises the mapped ``GatewayError``.
+
+        ``model`` is the bare upstream model the body was built for; most adapters find it
+        in the body, but some upstreams address it in the URL (Azure OpenAI deployments).
+        """
         ...
 
     def stream(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """POST ``body`` and yield the response body in chunks as they arrive.
 

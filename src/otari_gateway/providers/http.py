@@ -65,6 +65,9 @@ def redact(text: str, secrets: tuple[str, ...]) -> str:
 class HttpUpstream:
     """POSTs JSON to one upstream base URL with that instance's credentials."""
 
+    settings: frozenset[str] = frozenset()
+    """Keys of the instance block, beyond ``ProviderConfig``'s own, that the adapter reads."""
+
     def __init__(
         self,
         instance: str,
@@ -106,7 +109,9 @@ class HttpUpstream:
             self._client.close()
             self._client = None
 
-    def _url(self, operation: Operation) -> str:
+    def _url(self, operation: Operation, model: str) -> str:
+        """Where ``operation`` is served; the model matters only to adapters that override
+        this (it is in the body for every other upstream)."""
         return self._urls[operation]
 
     def _open(self) -> wreq.Client:
@@ -118,10 +123,15 @@ class HttpUpstream:
         return self._headers if not headers else {**self._headers, **headers}
 
     async def send(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> UpstreamReply:
         return await self._call(
-            wreq.Method.POST, self._url(operation), body=body, headers=self._with(headers)
+            wreq.Method.POST, self._url(operation, model), body=body, headers=self._with(headers)
         )
 
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
@@ -172,12 +182,17 @@ class HttpUpstream:
 
     @asynccontextmanager
     async def stream(
-        self, operation: Operation, body: bytes, headers: dict[str, str] | None = None
+        self,
+        operation: Operation,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        model: str,
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         client = self._open()
         try:
             resp = await client.post(
-                self._url(operation),
+                self._url(operation, model),
                 body=body,
                 headers=self._with(headers),
                 read_timeout=self._timeout,

@@ -2,7 +2,8 @@
 
 A type names how it is reached (a byte-relaying adapter, or an any-llm provider), its
 default base URL and the environment variable its own SDK reads for a key, so an instance
-that names no ``api_key`` still works from the usual ``OPENAI_API_KEY``-style variable.
+that names no ``api_key`` still works from the usual ``OPENAI_API_KEY``-style variable (and,
+for Azure OpenAI, one that names no ``api_base`` from ``AZURE_OPENAI_ENDPOINT``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from otari_gateway.config import ConfigError, GatewayConfig, ProviderConfig
 from otari_gateway.providers.anthropic import AnthropicProvider
 from otari_gateway.providers.anyllm_spec import SdkSpec
+from otari_gateway.providers.azure_openai import AzureOpenAIProvider
 from otari_gateway.providers.base import Capabilities, Provider
 from otari_gateway.providers.openai_compat import OpenAICompatProvider
 
@@ -21,9 +23,13 @@ from otari_gateway.providers.openai_compat import OpenAICompatProvider
 class ProviderType:
     default_api_base: str | None
     key_env: str | None
-    adapter: type[OpenAICompatProvider] | type[AnthropicProvider] | None = None
+    adapter: (
+        type[OpenAICompatProvider] | type[AnthropicProvider] | type[AzureOpenAIProvider] | None
+    ) = None
     sdk: SdkSpec | None = None
     """Set for types reached through any-llm instead of a byte-relaying adapter."""
+    base_env: str | None = None
+    """The variable the provider's own SDK reads for its endpoint when none is configured."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -51,6 +57,12 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
         "https://api.anthropic.com", "ANTHROPIC_API_KEY", adapter=AnthropicProvider
     ),
     "atlascloud": _openai("https://api.atlascloud.ai/v1", "ATLASCLOUD_API_KEY"),
+    "azureopenai": ProviderType(
+        None,
+        "AZURE_OPENAI_API_KEY",
+        adapter=AzureOpenAIProvider,
+        base_env="AZURE_OPENAI_ENDPOINT",
+    ),
     "cerebras": _openai("https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"),
     "dashscope": _openai("https://dashscope.aliyuncs.com/compatible-mode/v1", "DASHSCOPE_API_KEY"),
     "databricks": _openai(None, "DATABRICKS_TOKEN"),
@@ -88,9 +100,6 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     # default base is None.
     "azure": _sdk(SdkSpec("azure", "azure", embeddings=True), "AZURE_API_KEY"),
     "azureanthropic": _sdk(SdkSpec("azureanthropic", None), "AZURE_ANTHROPIC_API_KEY"),
-    "azureopenai": _sdk(
-        SdkSpec("azureopenai", None, embeddings=True, openai_api=True), "AZURE_OPENAI_API_KEY"
-    ),
     "bedrock": _sdk(
         SdkSpec("bedrock", "bedrock", embeddings=True, boto=True),
         "AWS_BEARER_TOKEN_BEDROCK",
@@ -104,8 +113,14 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "mistral": _sdk(SdkSpec("mistral", "mistral", embeddings=True), "MISTRAL_API_KEY"),
     "ollama": _sdk(SdkSpec("ollama", "ollama", embeddings=True), None, "http://127.0.0.1:11434"),
     "sagemaker": _sdk(SdkSpec("sagemaker", "sagemaker", embeddings=True, boto=True), None),
-    "vertexai": _sdk(SdkSpec("vertexai", "vertexai", embeddings=True), None),
-    "vertexaianthropic": _sdk(SdkSpec("vertexaianthropic", "vertexaianthropic"), None),
+    # Both authenticate with Google credentials (GOOGLE_APPLICATION_CREDENTIALS …), not a key.
+    "vertexai": _sdk(
+        SdkSpec("vertexai", "vertexai", embeddings=True, api_base_arg="http_options.base_url"),
+        None,
+    ),
+    "vertexaianthropic": _sdk(
+        SdkSpec("vertexaianthropic", "vertexaianthropic", api_base_arg="base_url"), None
+    ),
     "voyage": _sdk(
         SdkSpec("voyage", "voyage", chat=False, embeddings=True),
         "VOYAGE_API_KEY",
@@ -133,7 +148,11 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
             f"providers.{instance}: unknown provider_type '{type_name}' (known: {known}); "
             "any OpenAI-compatible server works with provider_type: openai and its api_base"
         )
-    api_base = config.api_base or kind.default_api_base
+    api_base = (
+        config.api_base
+        or (environ.get(kind.base_env) if kind.base_env else None)
+        or kind.default_api_base
+    )
     api_key = config.api_key or (environ.get(kind.key_env) if kind.key_env else None)
     native = config.native_responses
     if native is None:
@@ -147,12 +166,13 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
         # Provider-specific keys (Vertex project/location, Bedrock region, ...) go to the SDK.
         sdk_args = {**config.client_args, **extra_keys}
         return AnyLLMProvider(instance, type_name, kind.sdk, resolved, api_key, sdk_args)
-    if extra_keys:
-        where = ", ".join(f"providers.{instance}.{key}" for key in sorted(extra_keys))
+    assert kind.adapter is not None
+    unknown = sorted(set(extra_keys) - kind.adapter.settings)
+    if unknown:
+        where = ", ".join(f"providers.{instance}.{key}" for key in unknown)
         raise ConfigError(f"{where}: unknown key for provider_type '{type_name}'")
     if api_base is None and "base_url" not in config.client_args:
         raise ConfigError(f"providers.{instance}: api_base is required for type '{type_name}'")
-    assert kind.adapter is not None
     return kind.adapter(instance, resolved, api_key)
 
 
