@@ -106,7 +106,7 @@ def test_messages_client_history_thinking_is_dropped_going_to_openai() -> None:
 
 
 def test_response_carries_reasoning_text_and_signed_blocks_in_order() -> None:
-    resp = {
+    resp: dict[str, Any] = {
         "id": "msg_1",
         "content": [
             SIGNED,

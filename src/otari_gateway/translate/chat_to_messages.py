@@ -56,8 +56,8 @@ def chat_request_to_messages(
     ``model`` is the bare upstream model name. ``reasoning_effort`` becomes extended
     thinking (``translate/reasoning.py``), and an Anthropic-shaped ``thinking`` is kept;
     assistant ``thinking_blocks`` go back as thinking blocks (``translate/thinking_blocks.py``).
-    OpenAI-only knobs (``n``, ``logprobs``,
-    ``seed``, penalties, ``stream_options``...) are dropped.
+    OpenAI-only knobs (``n``, ``logprobs``, ``seed``, penalties, ``stream_options``...) are
+    dropped.
     """
     n = body.get("n")
     if isinstance(n, int) and n > 1:
