@@ -13,6 +13,14 @@ carries ``cache_control`` the usage also reports ``cache_read_input_tokens = 3``
 (nothing is subtracted from ``input_tokens``). ``message_start`` reports
 ``output_tokens: 1``; ``message_delta`` reports the final ``output_tokens``.
 Content rules are in ``tests.fakes.content``.
+
+Extended thinking (``thinking: {type: enabled}``), as the real API: the answer starts with
+a thinking block (``c.thinking_text``) signed by ``c.thinking_signature``, streamed as
+thinking_delta events then one signature_delta; its words count in ``output_tokens`` and in
+``output_tokens_details.thinking_tokens``. A request is refused (400, the real message) when
+a thinking block it sends back carries a signature the fake did not issue for that text, or,
+with thinking on, when its last assistant turn, before a tool-result turn, does not start
+with a thinking block.
 """
 
 from __future__ import annotations
@@ -94,6 +102,40 @@ def _is_tool_result(message: dict[str, Any]) -> bool:
     )
 
 
+def _thinking_on(body: dict[str, Any]) -> bool:
+    thinking = body.get("thinking")
+    return isinstance(thinking, dict) and thinking.get("type") == "enabled"
+
+
+def _thinking_error(body: dict[str, Any]) -> JsonReply | None:
+    messages: list[dict[str, Any]] = body["messages"]
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        for j, block in enumerate(content if isinstance(content, list) else []):
+            if block.get("type") != "thinking":
+                continue
+            if block.get("signature") != c.thinking_signature(str(block.get("thinking"))):
+                return _error(
+                    400, f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
+                )
+    if not _thinking_on(body) or len(messages) < 2 or not _is_tool_result(messages[-1]):
+        return None
+    i = len(messages) - 2
+    content = messages[i].get("content")
+    first = content[0].get("type") if isinstance(content, list) and content else "text"
+    if first in ("thinking", "redacted_thinking"):
+        return None
+    return _error(
+        400,
+        f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+        f"`{first}`. When `thinking` is enabled, a final `assistant` message must start with a "
+        "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). "
+        "We recommend you include thinking blocks from previous turns. To avoid this "
+        "requirement, disable `thinking`. Please consult our documentation at "
+        "https://docs.claude.com/en/docs/build-with-claude/extended-thinking",
+    )
+
+
 def _uses_cache(body: dict[str, Any]) -> bool:
     system = body.get("system")
     return isinstance(system, list) and any(
@@ -170,6 +212,8 @@ class FakeAnthropic(FakeUpstream):
         body = request.json_object()
         if (bad := self._validate(body, need_max_tokens=True)) is not None:
             return bad
+        if (bad := _thinking_error(body)) is not None:
+            return bad
         messages: list[dict[str, Any]] = body["messages"]
         user_text = _last_user_text(messages)
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
@@ -191,12 +235,19 @@ class FakeAnthropic(FakeUpstream):
             }
         else:
             block = {"type": "text", "text": reply}
+        content = [block]
+        if _thinking_on(body):
+            thought = c.thinking_text(user_text)
+            signature = c.thinking_signature(thought)
+            content.insert(0, {"type": "thinking", "thinking": thought, "signature": signature})
+            usage["output_tokens"] += c.reply_tokens(thought)
+            usage["output_tokens_details"] = {"thinking_tokens": c.reply_tokens(thought)}
         message = {
             "id": f"msg_fake{self.next_id()}",
             "type": "message",
             "role": "assistant",
             "model": body["model"],
-            "content": [block],
+            "content": content,
             "stop_reason": "tool_use" if tool_name else "end_turn",
             "stop_sequence": None,
             "usage": usage,
@@ -212,29 +263,20 @@ class FakeAnthropic(FakeUpstream):
         def event(kind: str, **fields: Any) -> None:
             frames.append(frame({"type": kind, **fields}, event=kind))
 
-        block = message["content"][0]
         usage = message["usage"]
-        start_usage = {**usage, "output_tokens": 1}
+        start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
+        start_usage["output_tokens"] = 1
         start = {**message, "content": [], "stop_reason": None, "usage": start_usage}
         event("message_start", message=start)
-        if block["type"] == "tool_use":
-            event("content_block_start", index=0, content_block={**block, "input": {}})
-            event("ping")
-            arguments = orjson.dumps(block["input"]).decode()
-            for piece in ["", *c.split_fragments(arguments)]:
-                event(
-                    "content_block_delta",
-                    index=0,
-                    delta={"type": "input_json_delta", "partial_json": piece},
-                )
-        else:
-            event("content_block_start", index=0, content_block={"type": "text", "text": ""})
-            event("ping")
-            for piece in c.stream_pieces(block["text"]):
-                event("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-        event("content_block_stop", index=0)
+        for index, block in enumerate(message["content"]):
+            for kind, fields in _block_events(block):
+                event(kind, index=index, **fields)
+                if kind == "content_block_start" and index == 0:
+                    event("ping")
+            event("content_block_stop", index=index)
         delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-        event("message_delta", delta=delta, usage={"output_tokens": usage["output_tokens"]})
+        final = {k: v for k, v in usage.items() if k in ("output_tokens", "output_tokens_details")}
+        event("message_delta", delta=delta, usage=final)
         event("message_stop")
         return SseReply(frames)
 
@@ -260,3 +302,27 @@ class FakeAnthropic(FakeUpstream):
                 "last_id": page[-1] if page else None,
             }
         )
+
+
+def _block_events(block: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """content_block_start and the deltas of one block, as the real API streams them."""
+    if block["type"] == "tool_use":
+        arguments = orjson.dumps(block["input"]).decode()
+        deltas = [
+            {"type": "input_json_delta", "partial_json": piece}
+            for piece in ["", *c.split_fragments(arguments)]
+        ]
+        opened: dict[str, Any] = {**block, "input": {}}
+    elif block["type"] == "thinking":
+        deltas = [
+            {"type": "thinking_delta", "thinking": p} for p in c.stream_pieces(block["thinking"])
+        ]
+        deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        opened = {"type": "thinking", "thinking": "", "signature": ""}
+    else:
+        deltas = [{"type": "text_delta", "text": p} for p in c.stream_pieces(block["text"])]
+        opened = {"type": "text", "text": ""}
+    return [
+        ("content_block_start", {"content_block": opened}),
+        *(("content_block_delta", {"delta": delta}) for delta in deltas),
+    ]

@@ -10,6 +10,9 @@ that a request really went through the gateway:
 * token counts are whitespace-separated word counts (see ``count_words``);
   a tool call always costs ``TOOL_CALL_OUTPUT_TOKENS`` output tokens;
 * models whose name starts with ``MISSING_MODEL_PREFIX`` do not exist (404);
+* reasoning (Anthropic with thinking on, OpenAI models whose name contains
+  ``REASONING_MODEL_MARK``) is ``"thinking about: " + <last user text>``, and its words
+  are output tokens too;
 * embeddings are unit-norm vectors derived from the SHA-256 of the input.
 """
 
@@ -27,6 +30,8 @@ CACHE_READ_TOKENS = 3
 EMBEDDING_DIMENSIONS = 8
 MISSING_MODEL_PREFIX = "missing-"
 ECHO_PREFIX = "echo: "
+THINKING_PREFIX = "thinking about: "
+REASONING_MODEL_MARK = "reasoner"
 
 TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 
@@ -82,6 +87,16 @@ def split_fragments(text: str, parts: int = 3) -> list[str]:
         return []
     size = max(1, math.ceil(len(text) / parts))
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def thinking_text(user_text: str) -> str:
+    """The reasoning a fake shows when thinking is on (Anthropic) or for a reasoning model."""
+    return THINKING_PREFIX + user_text
+
+
+def thinking_signature(thinking: str) -> str:
+    """The signature the fake Anthropic issues for a thinking block's text, and checks."""
+    return "sig_" + hashlib.sha256(thinking.encode()).hexdigest()[:24]
 
 
 def tool_arguments(user_text: str) -> dict[str, str]:

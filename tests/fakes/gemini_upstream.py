@@ -31,7 +31,8 @@ _MODEL = re.compile(r"/models/([^:/]+):")
 CACHED_TOKENS = 2
 THOUGHTS_TOKENS = 4
 THOUGHT = "the user greets me"
-"""A model whose name contains ``thinking`` answers with this thought part first."""
+"""A model whose name contains ``thinking`` answers with this thought part first (streamed:
+in the first event)."""
 
 
 def _error(status: int, message: str | None = None) -> JsonReply:
@@ -127,6 +128,10 @@ class FakeGemini(FakeUpstream):
                 "modelVersion": model,
                 "responseId": response_id,
             }
+            if index == 0 and "thinking" in model:
+                event["candidates"][0]["content"]["parts"].insert(
+                    0, {"text": THOUGHT, "thought": True}
+                )
             frames.append(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
         return SseReply(frames)
 

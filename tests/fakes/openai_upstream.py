@@ -8,6 +8,11 @@ with ``stream_options.include_usage`` handled as the real API: every chunk carri
 (moderations, rerank, images, speech, transcriptions) and of ``tests.fakes.openai_batches``
 (files, batches). Errors use ``{"error": {message, type,
 param, code}}``. Content rules are in ``tests.fakes.content``.
+
+A chat model whose name contains ``c.REASONING_MODEL_MARK`` answers as DeepSeek and vLLM do:
+``reasoning_content`` on the message (streamed as ``reasoning_content`` deltas before the
+content), its words in ``completion_tokens`` and in
+``completion_tokens_details.reasoning_tokens``.
 """
 
 from __future__ import annotations
@@ -60,14 +65,14 @@ def _mask(key: str) -> str:
     return f"{key[:3]}{'*' * 8}{key[-4:]}" if len(key) > 8 else "*" * len(key)
 
 
-def _chat_usage(prompt: int, completion: int) -> dict[str, Any]:
+def _chat_usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -169,8 +174,10 @@ class FakeOpenAI(OpenAIBatchRoutes):
         )
         n = int(body.get("n") or 1)
         reply = c.echo_reply(user_text)
+        reasoning = c.thinking_text(user_text) if c.REASONING_MODEL_MARK in body["model"] else ""
         per_choice = c.TOOL_CALL_OUTPUT_TOKENS if tool else c.reply_tokens(reply)
-        usage = _chat_usage(prompt, per_choice * n)
+        per_choice += c.reply_tokens(reasoning)
+        usage = _chat_usage(prompt, per_choice * n, c.reply_tokens(reasoning) * n)
         call_ids = [f"call_fake_{self.next_id('call')}" for _ in range(n)] if tool else []
         base = {
             "id": f"chatcmpl-fake{self.next_id()}",
@@ -183,11 +190,13 @@ class FakeOpenAI(OpenAIBatchRoutes):
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return self._chat_stream(
-                base, n, reply, tool, call_ids, arguments, usage, include_usage
+                base, n, (reasoning, reply), tool, call_ids, arguments, usage, include_usage
             )
         choices = []
         for index in range(n):
             message: dict[str, Any] = {"role": "assistant", "refusal": None, "annotations": []}
+            if reasoning:
+                message["reasoning_content"] = reasoning
             if tool:
                 message["content"] = None
                 message["tool_calls"] = [
@@ -213,7 +222,7 @@ class FakeOpenAI(OpenAIBatchRoutes):
     def _chat_stream(
         base: dict[str, Any],
         n: int,
-        reply: str,
+        texts: tuple[str, str],
         tool: str | None,
         call_ids: list[str],
         arguments: str,
@@ -229,7 +238,11 @@ class FakeOpenAI(OpenAIBatchRoutes):
                 data["usage"] = None
             frames.append(frame(data))
 
+        reasoning, reply = texts
         for index in range(n):
+            for position, piece in enumerate(c.stream_pieces(reasoning) if reasoning else []):
+                role = {"role": "assistant", "content": None} if position == 0 else {}
+                chunk(index, {**role, "reasoning_content": piece})
             if tool:
                 call = {"index": 0, "id": call_ids[index], "type": "function"}
                 call["function"] = {"name": tool, "arguments": ""}

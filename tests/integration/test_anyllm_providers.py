@@ -154,6 +154,7 @@ def _assert_row(upstreams: Upstreams, user_id: str, instance: str, expected: Exp
     assert row["prompt_tokens"] == expected.prompt
     assert row["completion_tokens"] == expected.completion
     assert row["cache_read_tokens"] == expected.cached
+    assert row["reasoning_tokens"] == expected.reasoning
 
 
 @pytest.mark.parametrize("instance", sorted(EXPECTED))
@@ -409,6 +410,8 @@ def test_gemini_thoughts_arrive_as_reasoning_and_thinking_blocks(upstreams: Upst
     message = reply.choices[0].message
     assert message.content == REPLY
     assert (message.model_extra or {}).get("reasoning") == THOUGHT
+    # Under the name Chat clients get from every other provider, too.
+    assert (message.model_extra or {}).get("reasoning_content") == THOUGHT
     key = create_key(upstreams.base_url, user_id="anyllm-thoughts")
     anthropic_client = upstreams.clients.enter_context(
         anthropic.Anthropic(base_url=upstreams.base_url, api_key=str(key["key"]), max_retries=0)
@@ -446,3 +449,31 @@ def test_embeddings_through_vertex(upstreams: Upstreams) -> None:
     assert [item.index for item in result.data] == [0, 1]
     assert len(result.data[0].embedding) == 8
     assert upstreams.vertex.last_request.path.endswith("/text-embedding-005:predict")
+
+
+def test_gemini_streamed_thoughts_arrive_as_reasoning_and_a_thinking_block(
+    upstreams: Upstreams,
+) -> None:
+    client = _openai(upstreams, "anyllm-streamed-thoughts")
+    with client.chat.completions.create(
+        model="gemini:gemini-2.5-thinking",
+        messages=[{"role": "user", "content": PROMPT}],
+        stream=True,
+    ) as stream:
+        deltas = [chunk.choices[0].delta for chunk in stream if chunk.choices]
+    reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    assert reasoning == THOUGHT
+    key = create_key(upstreams.base_url, user_id="anyllm-streamed-thoughts")
+    anthropic_client = upstreams.clients.enter_context(
+        anthropic.Anthropic(base_url=upstreams.base_url, api_key=str(key["key"]), max_retries=0)
+    )
+    with anthropic_client.messages.stream(
+        model="gemini:gemini-2.5-thinking",
+        max_tokens=64,
+        messages=[{"role": "user", "content": PROMPT}],
+    ) as message_stream:
+        answer = message_stream.get_final_message()
+    assert [block.type for block in answer.content] == ["thinking", "text"]
+    assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]
+    details = answer.usage.output_tokens_details
+    assert details is not None and details.thinking_tokens == THOUGHTS_TOKENS

@@ -117,6 +117,7 @@ def usage_log(**fields: Any) -> UsageLog:
         "total_tokens": 15,
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
         "cost": Decimal("0.000001"),
         "status": "success",
         "error_message": None,

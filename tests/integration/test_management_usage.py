@@ -34,6 +34,7 @@ ROW_FIELDS = [
     "total_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
+    "reasoning_tokens",
     "cost",
     "status",
     "error_message",
@@ -91,6 +92,7 @@ def api(database_url: str) -> Iterator[Management]:
                 total_tokens=150,
                 cache_read_tokens=7,
                 cache_write_tokens=3,
+                reasoning_tokens=20,
             ),
         )
         yield api_
@@ -108,6 +110,7 @@ def test_rows_newest_first_in_the_contract_shape(api: Management) -> None:
     assert all(is_utc_iso(row["timestamp"]) for row in rows)
     assert rows[0]["cost"] == 1.234567 and rows[1]["cost"] == 0.000001
     assert (rows[0]["cache_read_tokens"], rows[0]["cache_write_tokens"]) == (7, 3)
+    assert [row["reasoning_tokens"] for row in rows] == [20, 0, 0, 0, 0]
     assert rows[2]["status_code"] == 502 and rows[2]["error_message"] == "upstream 500"
     assert rows[3]["timestamp"].startswith("2026-03-01T23:30:00")
 
@@ -165,6 +168,7 @@ def test_summary_totals_and_breakdowns_are_exact(api: Management) -> None:
         130,
         65,
     )
+    assert summary["reasoning_tokens"] == 20
     assert summary["error_count"] == 1
     assert summary["by_model"][0] == {
         "model": "gpt-4o-mini",
@@ -242,6 +246,7 @@ def test_summary_filters_and_empty_results(api: Management) -> None:
         "total_tokens": 0,
         "prompt_tokens": 0,
         "completion_tokens": 0,
+        "reasoning_tokens": 0,
         "error_count": 0,
         "by_model": [],
         "by_user": [],

@@ -24,6 +24,12 @@ def test_cost_bills_each_meter_at_its_rate_and_rounds_once() -> None:
     assert cost_of(usage, GPT) == D("0.004000")
 
 
+def test_reasoning_tokens_are_billed_once_inside_completion_tokens() -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=200, reasoning_tokens=150)
+    # 1000 × 2.5 + 200 × 10: the 150 reasoning tokens are among the 200 output tokens.
+    assert cost_of(usage, GPT) == D("0.004500")
+
+
 def test_batch_cost_discounts_the_sum_and_bills_each_completed_request() -> None:
     usage = Usage(prompt_tokens=1000, completion_tokens=200, cache_read_tokens=400)
     assert batch_cost(usage, GPT, 3, D("0.5")) == D("0.002000")

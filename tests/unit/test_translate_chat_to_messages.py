@@ -295,6 +295,9 @@ def test_response_with_thinking_text_and_tool_use() -> None:
                     "role": "assistant",
                     "content": "Checking now.",
                     "reasoning_content": "let me see",
+                    "thinking_blocks": [
+                        {"type": "thinking", "thinking": "let me see", "signature": "sig"}
+                    ],
                     "tool_calls": [
                         {
                             "id": "toolu_01X",
@@ -311,7 +314,8 @@ def test_response_with_thinking_text_and_tool_use() -> None:
             "prompt_tokens": 115,
             "completion_tokens": 20,
             "total_tokens": 135,
-            "prompt_tokens_details": {"cached_tokens": 100},
+            "prompt_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 5},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
 
@@ -436,6 +440,7 @@ def test_stream_include_usage_adds_final_usage_chunk() -> None:
             "completion_tokens": 12,
             "total_tokens": 137,
             "prompt_tokens_details": {"cached_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
 
@@ -517,6 +522,8 @@ def test_stream_thinking_then_text() -> None:
     assert _summary(_run(events)) == [
         ({"role": "assistant", "content": ""}, None),
         ({"reasoning_content": "Hmm"}, None),
+        # The whole signed block, once it ends, for a client to send back.
+        ({"thinking_blocks": [{"type": "thinking", "thinking": "Hmm", "signature": "EqQB"}]}, None),
         ({"content": "42"}, None),
         ({}, "length"),
     ]

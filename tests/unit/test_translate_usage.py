@@ -9,6 +9,7 @@ import pytest
 from otari_gateway.translate.usage import (
     chat_usage,
     messages_usage,
+    responses_usage,
     usage_from_chat,
     usage_from_messages,
     usage_from_responses,
@@ -91,11 +92,13 @@ def test_usage_from_responses() -> None:
     assert usage_from_responses({"input_tokens_details": None}) == Usage()
 
 
-def test_chat_usage_omits_zero_details() -> None:
+def test_chat_usage_always_has_both_details() -> None:
     assert chat_usage(Usage(prompt_tokens=3, completion_tokens=4)) == {
         "prompt_tokens": 3,
         "completion_tokens": 4,
         "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 
@@ -132,3 +135,41 @@ def test_chat_usage_round_trips_through_reader() -> None:
 
 def test_messages_usage_never_goes_negative() -> None:
     assert messages_usage(Usage(prompt_tokens=5, cache_read_tokens=10))["input_tokens"] == 0
+
+
+def test_usage_from_chat_reads_cache_writes_under_either_name() -> None:
+    anyllm = {"prompt_tokens": 50, "prompt_tokens_details": {"cache_write_tokens": 20}}
+    litellm = {"prompt_tokens": 50, "cache_creation_input_tokens": 20}
+    for raw in (anyllm, litellm):
+        assert usage_from_chat(raw) == Usage(prompt_tokens=50, cache_write_tokens=20)
+
+
+def test_usage_from_messages_reads_thinking_tokens() -> None:
+    raw = {"input_tokens": 5, "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 30}}
+    assert usage_from_messages(raw) == Usage(
+        prompt_tokens=5, completion_tokens=40, reasoning_tokens=30
+    )
+
+
+def test_reasoning_and_cache_counts_survive_every_surface() -> None:
+    """One upstream's counts read the same back from each client surface's rendering."""
+    u = Usage(
+        prompt_tokens=100,
+        completion_tokens=40,
+        cache_read_tokens=60,
+        cache_write_tokens=10,
+        reasoning_tokens=25,
+    )
+    assert usage_from_chat(chat_usage(u)) == u
+    assert usage_from_messages(messages_usage(u)) == u
+    assert usage_from_responses(responses_usage(u)) == Usage(
+        prompt_tokens=100, completion_tokens=40, cache_read_tokens=60, reasoning_tokens=25
+    )
+    assert responses_usage(u)["input_tokens_details"]["cache_write_tokens"] == 10
+
+
+def test_messages_usage_names_reasoning_only_when_there_is_some() -> None:
+    assert "output_tokens_details" not in messages_usage(Usage(completion_tokens=4))
+    assert messages_usage(Usage(completion_tokens=9, reasoning_tokens=7))[
+        "output_tokens_details"
+    ] == {"thinking_tokens": 7}

@@ -41,6 +41,7 @@ class UsageRowOut(_Out):
     total_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    reasoning_tokens: int
     cost: float
     status: str
     error_message: str | None
@@ -85,6 +86,7 @@ class UsageSummaryOut(_Out):
     total_tokens: int
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int
     error_count: int
     by_model: list[ModelUsageOut]
     by_user: list[UserUsageOut]

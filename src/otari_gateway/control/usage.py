@@ -41,6 +41,7 @@ class UsageRowView:
     total_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
+    reasoning_tokens: int
     cost: Decimal
     status: str
     error_message: str | None
@@ -77,6 +78,7 @@ class UsageSummary:
     total_tokens: int
     prompt_tokens: int
     completion_tokens: int
+    reasoning_tokens: int
     error_count: int
     by_model: list[UsageGroup]
     by_user: list[UsageGroup]
@@ -100,6 +102,7 @@ def row_view(row: UsageLog) -> UsageRowView:
         total_tokens=row.total_tokens,
         cache_read_tokens=row.cache_read_tokens,
         cache_write_tokens=row.cache_write_tokens,
+        reasoning_tokens=row.reasoning_tokens,
         cost=row.cost,
         status=row.status,
         error_message=row.error_message,
@@ -149,6 +152,7 @@ class UsageService:
             total_tokens=totals.tokens,
             prompt_tokens=totals.prompt_tokens,
             completion_tokens=totals.completion_tokens,
+            reasoning_tokens=totals.reasoning_tokens,
             error_count=totals.errors,
             by_model=groups[("model", "provider")],
             by_user=groups[("user_id",)],

@@ -32,9 +32,18 @@ def sse(payload: dict[str, Any]) -> bytes:
 
 
 def openai_json(result: BaseModel) -> dict[str, Any]:
-    """An any-llm result as OpenAI's JSON (reasoning comes out as the ``reasoning`` string
-    that OpenRouter and vLLM send, which the translation to Anthropic thinking blocks reads)."""
+    """An any-llm result as OpenAI's JSON.
+
+    any-llm gives reasoning as the ``reasoning`` string that OpenRouter and vLLM send; it is
+    also put in ``reasoning_content``, the name most OpenAI-compatible servers use and the
+    one Chat clients get from every other provider (Anthropic thinking included).
+    """
     payload: dict[str, Any] = result.model_dump(mode="json", exclude_none=True)
+    for choice in payload.get("choices") or ():
+        for key in ("message", "delta"):
+            part = choice.get(key)
+            if isinstance(part, dict) and isinstance(part.get("reasoning"), str):
+                part.setdefault("reasoning_content", part["reasoning"])
     return payload
 
 

@@ -60,6 +60,7 @@ class UsageTotals:
     tokens: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
     errors: int = 0
 
 
@@ -123,11 +124,20 @@ async def totals(session: AsyncSession, where: UsageFilter) -> UsageTotals:
         _int_sum(UsageLog.total_tokens),
         _int_sum(UsageLog.prompt_tokens),
         _int_sum(UsageLog.completion_tokens),
+        _int_sum(UsageLog.reasoning_tokens),
         errors,
     ).where(*_conditions(where))
-    requests, cost, tokens, prompt, completion, failed = (await session.execute(statement)).one()
+    requests, cost, tokens, prompt, completion, reasoning, failed = (
+        await session.execute(statement)
+    ).one()
     return UsageTotals(
-        int(requests), cost or ZERO, int(tokens), int(prompt), int(completion), int(failed)
+        int(requests),
+        cost or ZERO,
+        int(tokens),
+        int(prompt),
+        int(completion),
+        int(reasoning),
+        int(failed),
     )
 
 

@@ -67,6 +67,7 @@ class UsageRecord:
             "total_tokens": self.usage.total_tokens,
             "cache_read_tokens": self.usage.cache_read_tokens,
             "cache_write_tokens": self.usage.cache_write_tokens,
+            "reasoning_tokens": self.usage.reasoning_tokens,
             "cost": self.cost,
             "status": self.status,
             "error_message": self.error_message,

@@ -13,6 +13,13 @@ import orjson
 
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
 from otari_gateway.translate.reasoning import thinking_for_effort
+from otari_gateway.translate.thinking_blocks import (
+    ThinkingStream,
+    missing_replayed_thinking,
+    reasoning_fields,
+    replay_blocks,
+    thinking_setting,
+)
 from otari_gateway.translate.usage import chat_usage, usage_from_messages
 from otari_gateway.usage import Usage
 
@@ -47,8 +54,10 @@ def chat_request_to_messages(
     """Build an Anthropic Messages request body from an OpenAI Chat Completions one.
 
     ``model`` is the bare upstream model name. ``reasoning_effort`` becomes extended
-    thinking (``translate/reasoning.py``). OpenAI-only knobs (``n``, ``logprobs``,
-    ``seed``, penalties, ``stream_options``...) are dropped.
+    thinking (``translate/reasoning.py``), and an Anthropic-shaped ``thinking`` is kept;
+    assistant ``thinking_blocks`` go back as thinking blocks (``translate/thinking_blocks.py``).
+    OpenAI-only knobs (``n``, ``logprobs``, ``seed``, penalties, ``stream_options``...) are
+    dropped.
     """
     n = body.get("n")
     if isinstance(n, int) and n > 1:
@@ -80,21 +89,33 @@ def chat_request_to_messages(
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
-    _add_thinking(out, body.get("reasoning_effort"))
+    _add_thinking(out, body)
     # response_format is left out: Anthropic can only enforce a schema by forcing a tool
     # call, which would turn the answer into tool_calls instead of message content and
     # break the client's contract. The model still follows schema instructions in the prompt.
     return out
 
 
-def _add_thinking(out: dict[str, Any], effort: Any) -> None:
-    # Anthropic refuses thinking with a forced tool call, and with sampling changes.
-    forced = out.get("tool_choice", {}).get("type") in ("any", "tool")
-    thinking = None if forced else thinking_for_effort(effort, out["max_tokens"])
-    if thinking is not None:
+def _add_thinking(out: dict[str, Any], body: Mapping[str, Any]) -> None:
+    thinking = thinking_setting(body) or thinking_for_effort(
+        body.get("reasoning_effort"), out["max_tokens"]
+    )
+    if thinking is None:
+        return
+    if thinking.get("type") == "disabled":
         out["thinking"] = thinking
-        out.pop("temperature", None)
-        out.pop("top_p", None)
+        return
+    # Anthropic refuses thinking with a forced tool call, and refuses a tool-result turn
+    # whose assistant turn lacks its thinking blocks, which is what a client that keeps no
+    # thinking_blocks (a plain OpenAI SDK user) always sends: such a turn is answered
+    # without thinking rather than failed, as that client could never fix its history.
+    forced = out.get("tool_choice", {}).get("type") in ("any", "tool")
+    if forced or missing_replayed_thinking(out["messages"]):
+        return
+    out["thinking"] = thinking
+    # Nor does it take sampling changes with thinking on.
+    out.pop("temperature", None)
+    out.pop("top_p", None)
 
 
 def _max_tokens(body: Mapping[str, Any], default: int) -> int:
@@ -220,9 +241,10 @@ def _document_block(part: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 def _assistant_blocks(msg: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
-    # reasoning_content is dropped: Anthropic only accepts thinking blocks with the
-    # signature it issued, which an OpenAI-shaped history does not carry.
-    blocks = _text_blocks(msg.get("content"), f"{where}.content")
+    # Signed thinking blocks lead, as Anthropic issued them; a bare reasoning_content is
+    # dropped, as Anthropic only accepts thinking that carries the signature it issued.
+    blocks = replay_blocks(msg.get("thinking_blocks"))
+    blocks += _text_blocks(msg.get("content"), f"{where}.content")
     for k, call in enumerate(msg.get("tool_calls") or []):
         blocks.append(_tool_use_block(call, f"{where}.tool_calls[{k}]"))
     return blocks
@@ -313,14 +335,11 @@ def messages_response_to_chat(
 ) -> dict[str, Any]:
     """Build a ``chat.completion`` from an Anthropic Message; ``model`` is the client's name."""
     texts: list[str] = []
-    thinking: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in resp.get("content") or []:
         kind = block.get("type") if isinstance(block, Mapping) else None
         if kind == "text":
             texts.append(block.get("text") or "")
-        elif kind == "thinking":
-            thinking.append(block.get("thinking") or "")
         elif kind == "tool_use":
             calls.append(
                 {
@@ -333,8 +352,7 @@ def messages_response_to_chat(
                 }
             )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if thinking:
-        message["reasoning_content"] = "".join(thinking)
+    message.update(reasoning_fields(resp.get("content")))
     if calls:
         message["tool_calls"] = calls
     choice = {
@@ -367,6 +385,7 @@ class MessagesToChatStream:
         self._usage: dict[str, Any] = {}
         # Anthropic block index -> OpenAI tool_calls index, which counts tool blocks only.
         self._tool_index: dict[int, int] = {}
+        self._thinking = ThinkingStream()
         self._finished = False
 
     @property
@@ -384,11 +403,13 @@ class MessagesToChatStream:
             return self._block_start(event.get("index"), event.get("content_block") or {})
         if kind == "content_block_delta":
             return self._block_delta(event.get("index"), event.get("delta") or {})
+        if kind == "content_block_stop":
+            return self._block_stop(event.get("index"))
         if kind == "message_delta":
             return self._message_delta(event)
         if kind == "error":
             raise UpstreamStreamError.from_payload(event.get("error"))
-        return []  # ping, content_block_stop, message_stop and future event types
+        return []  # ping, message_stop and future event types
 
     def finish(self) -> list[dict[str, Any]]:
         """The trailing usage chunk when the client asked for ``include_usage``."""
@@ -435,23 +456,33 @@ class MessagesToChatStream:
             return [self._chunk({"tool_calls": [call]})]
         if kind == "text" and block.get("text"):
             return [self._chunk({"content": block["text"]})]
-        if kind == "thinking" and block.get("thinking"):
-            return [self._chunk({"reasoning_content": block["thinking"]})]
+        if kind in ("thinking", "redacted_thinking") and isinstance(index, int):
+            self._thinking.start(index, block)
+            if block.get("thinking"):
+                return [self._chunk({"reasoning_content": block["thinking"]})]
         return []
 
     def _block_delta(self, index: Any, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = delta.get("type")
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
-        if kind == "thinking_delta" and delta.get("thinking"):
+        if kind == "thinking_delta" and delta.get("thinking") and isinstance(index, int):
+            self._thinking.text(index, delta["thinking"])
             return [self._chunk({"reasoning_content": delta["thinking"]})]
+        if kind == "signature_delta" and isinstance(index, int):
+            self._thinking.signature(index, str(delta.get("signature") or ""))
+            return []
         if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
             call = {
                 "index": self._tool_index[index],
                 "function": {"arguments": delta["partial_json"]},
             }
             return [self._chunk({"tool_calls": [call]})]
-        return []  # signature_delta, citations_delta: no Chat Completions equivalent
+        return []  # citations_delta: no Chat Completions equivalent
+
+    def _block_stop(self, index: Any) -> list[dict[str, Any]]:
+        block = self._thinking.stop(index) if isinstance(index, int) else None
+        return [] if block is None else [self._chunk({"thinking_blocks": [block]})]
 
     def _message_delta(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         self._merge_usage(event.get("usage"))

@@ -38,10 +38,16 @@ def usage_from_chat(usage: Mapping[str, Any] | None) -> Usage:
     if cached is None:
         # DeepSeek reports cache hits under its own top-level name.
         cached = usage.get("prompt_cache_hit_tokens")
+    # any-llm (Anthropic models on Bedrock, Vertex...) names cache writes in the details;
+    # LiteLLM-style servers keep Anthropic's top-level name. Both are part of prompt_tokens.
+    written = prompt_details.get("cache_write_tokens")
+    if written is None:
+        written = usage.get("cache_creation_input_tokens")
     return Usage(
         prompt_tokens=_int(usage.get("prompt_tokens")),
         completion_tokens=_int(usage.get("completion_tokens")),
         cache_read_tokens=_int(cached),
+        cache_write_tokens=_int(written),
         reasoning_tokens=_int(_sub(usage, "completion_tokens_details").get("reasoning_tokens")),
     )
 
@@ -50,7 +56,8 @@ def usage_from_messages(usage: Mapping[str, Any] | None) -> Usage:
     """Read an Anthropic ``usage`` object.
 
     Anthropic's ``input_tokens`` excludes cached tokens, so they are added back to get the
-    all-inclusive ``prompt_tokens`` the gateway uses.
+    all-inclusive ``prompt_tokens`` the gateway uses. ``output_tokens`` includes the
+    thinking, which ``output_tokens_details.thinking_tokens`` counts.
     """
     if not usage:
         return Usage()
@@ -62,6 +69,7 @@ def usage_from_messages(usage: Mapping[str, Any] | None) -> Usage:
         completion_tokens=_int(usage.get("output_tokens")),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        reasoning_tokens=_int(_sub(usage, "output_tokens_details").get("thinking_tokens")),
     )
 
 
@@ -132,28 +140,37 @@ def usage_from_transcription(reply: Mapping[str, Any]) -> Usage:
 def chat_usage(u: Usage) -> dict[str, Any]:
     """Render ``u`` as an OpenAI Chat Completions ``usage`` object.
 
-    OpenAI has no field for cache writes; they stay inside ``prompt_tokens``.
+    Both details objects are always there, as OpenAI sends them. OpenAI has no field for
+    cache writes; they are in ``prompt_tokens`` and named, when there are any, by
+    ``prompt_tokens_details.cache_write_tokens`` (any-llm's name for them).
     """
-    out: dict[str, Any] = {
+    prompt_details: dict[str, int] = {"cached_tokens": u.cache_read_tokens}
+    if u.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = u.cache_write_tokens
+    return {
         "prompt_tokens": u.prompt_tokens,
         "completion_tokens": u.completion_tokens,
         "total_tokens": u.total_tokens,
+        "prompt_tokens_details": prompt_details,
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
     }
-    if u.cache_read_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": u.cache_read_tokens}
-    if u.reasoning_tokens:
-        out["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
-    return out
 
 
 def messages_usage(u: Usage) -> dict[str, Any]:
-    """Render ``u`` as an Anthropic ``usage`` object (``input_tokens`` excludes cache)."""
-    return {
+    """Render ``u`` as an Anthropic ``usage`` object (``input_tokens`` excludes cache).
+
+    Reasoning tokens, part of ``output_tokens``, are named in ``output_tokens_details``
+    when there are any, as Anthropic does for thinking.
+    """
+    out: dict[str, Any] = {
         "input_tokens": max(u.prompt_tokens - u.cache_read_tokens - u.cache_write_tokens, 0),
         "output_tokens": u.completion_tokens,
         "cache_read_input_tokens": u.cache_read_tokens,
         "cache_creation_input_tokens": u.cache_write_tokens,
     }
+    if u.reasoning_tokens:
+        out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
+    return out
 
 
 def responses_usage(u: Usage) -> dict[str, Any]:
