@@ -77,8 +77,11 @@ def test_burst_never_overspends_and_spend_equals_rows(database_url: str, tmp_pat
             assert succeeded >= 1
             deadline = time.monotonic() + 3
             while True:
-                user = gateway.call("GET", "/v1/users/burst")
+                # Rows first: a row and its charge commit together, so once every row is
+                # seen the user read after them carries every charge. (The other order can
+                # read the user just before the last batch commits and its row just after.)
                 rows = gateway.call("GET", "/v1/usage?user_id=burst&limit=1000")
+                user = gateway.call("GET", "/v1/users/burst")
                 written = len([row for row in rows if row["status"] == "success"])
                 settled = Decimal(str(user["reserved"])) == 0 and written == succeeded
                 if settled or time.monotonic() > deadline:
