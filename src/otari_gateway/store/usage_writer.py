@@ -140,7 +140,7 @@ class UsageWriter:
         db: Database,
         *,
         flush_interval: float = 0.2,
-        batch_size: int = 2000,
+        batch_size: int = 1000,
         capacity: int = 20_000,
     ) -> None:
         self._db = db
