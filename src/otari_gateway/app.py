@@ -29,7 +29,7 @@ from otari_gateway.api.pricing import pricing_router
 from otari_gateway.api.services import Services
 from otari_gateway.api.usage import usage_router
 from otari_gateway.api.users import users_router
-from otari_gateway.config import GatewayConfig, load_config
+from otari_gateway.config import CONFIG_PATH_ENV, GatewayConfig, load_config
 from otari_gateway.control.budgets import BudgetService
 from otari_gateway.control.keys import KeyService
 from otari_gateway.control.pricing import PricingService
@@ -42,8 +42,6 @@ from otari_gateway.pipeline.upstream_objects import ObjectAccess
 from otari_gateway.process import settle_heap
 from otari_gateway.telemetry.logging import configure_logging
 from otari_gateway.telemetry.metrics import Metrics
-
-CONFIG_PATH_ENV = "OTARI_CONFIG"
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> FastAPI:

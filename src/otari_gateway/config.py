@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 log = structlog.get_logger(__name__)
 
 _ENV_PREFIX = "OTARI_"
+# The config file's path, handed by ``otari serve`` to the processes it starts.
+CONFIG_PATH_ENV = "OTARI_CONFIG"
 _VAR_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
