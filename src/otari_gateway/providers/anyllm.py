@@ -81,9 +81,11 @@ class AnyLLMProvider:
             api_base = None
         if self._spec.boto:
             args["config"] = self._boto_config(args.get("config"))
-        if AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
-            # The gateway answers failures itself (with Retry-After); an SDK's silent retries
-            # would multiply latency and hide the upstream's status.
+        # The gateway answers failures itself (with Retry-After); an SDK's silent retries
+        # would multiply latency and hide the upstream's status.
+        if self._spec.retries_arg:
+            args.setdefault(self._spec.retries_arg, 0)
+        elif AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
             args.setdefault("max_retries", 0)
         return AnyLLM.create(
             self._spec.name,
@@ -152,6 +154,9 @@ class AnyLLMProvider:
         params["stream"] = True
         options = params.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
+        if self._spec.extras_arg and options:
+            # any-llm drops them for this SDK, and the upstream then reports no usage.
+            _set_default(params, f"{self._spec.extras_arg}.stream_options", options)
         if self._spec.boto:
             chunks: AsyncIterator[ChatCompletionChunk] = threaded_chunks(
                 lambda: client.acompletion(**params)
@@ -206,8 +211,8 @@ class AnyLLMProvider:
 _OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
 
 
-def _set_default(args: dict[str, Any], dotted: str, value: str) -> None:
-    """``args[a][b] = value`` for ``dotted`` "a.b" unless the instance already set it."""
+def _set_default(args: dict[str, Any], dotted: str, value: Any) -> None:
+    """``args[a][b] = value`` for ``dotted`` "a.b" unless it is set already."""
     *parents, name = dotted.split(".")
     for parent in parents:
         nested = args.get(parent)
