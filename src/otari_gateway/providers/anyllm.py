@@ -12,6 +12,8 @@ start-up: requests to that instance get a 400 naming the extra to install.
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -133,12 +135,18 @@ class AnyLLMProvider:
         if operation is Operation.EMBEDDINGS:
             model = params.pop("model", None)
             inputs = params.pop("input", None)
+            # OpenAI's clients ask for base64 by default, which SDKs take differently (any-llm
+            # turns Azure's base64 vectors into empty ones): the SDK is asked for floats, and
+            # they are encoded here as OpenAI does.
+            as_base64 = params.pop("encoding_format", None) == "base64"
             result: Any = await self._call(client.aembedding(model, inputs, **params))
+            reply = openai_json(result)
+            if as_base64:
+                _encode_vectors(reply)
         else:
             params["stream"] = False
-            result = await self._call(client.acompletion(**params))
-        payload = orjson.dumps(openai_json(result))
-        return UpstreamReply(200, payload, "application/json")
+            reply = openai_json(await self._call(client.acompletion(**params)))
+        return UpstreamReply(200, orjson.dumps(reply), "application/json")
 
     @asynccontextmanager
     async def stream(
@@ -219,6 +227,15 @@ def _set_default(args: dict[str, Any], dotted: str, value: Any) -> None:
         args[parent] = nested = dict(nested) if isinstance(nested, Mapping) else {}
         args = nested
     args.setdefault(name, value)
+
+
+def _encode_vectors(reply: dict[str, Any]) -> None:
+    """Each embedding as OpenAI's base64: little-endian float32 values."""
+    for item in reply.get("data") or ():
+        vector = item.get("embedding")
+        if isinstance(vector, list):
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            item["embedding"] = base64.b64encode(packed).decode("ascii")
 
 
 _SECRET_NAMES = ("key", "secret", "token", "password", "credential")
