@@ -3,11 +3,11 @@
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
 AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Hugging Face's
 OpenAI-format router, Vertex AI's Gemini and Claude publishers behind a Google OAuth token
-endpoint, Microsoft Foundry's Claude and model inference endpoints), and the provider SDKs
-inside
+endpoint, Microsoft Foundry's Claude and model inference endpoints, Liner's agents), and the
+provider SDKs inside
 any-llm are pointed at them through their base-URL options only (Vertex signs in with a
 service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
-shapes, and leave one usage row with the provider's token counts.
+shapes, and leave one usage row with the provider's token counts (Liner reports none).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.fakes.azure_ai_upstream import FakeAzureAIInference, FakeFoundryClaud
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
+from tests.fakes.liner_upstream import REFERENCE, FakeLiner
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeMistral
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -98,6 +99,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         vertex = stack.enter_context(FakeVertex())
         foundry = stack.enter_context(FakeFoundryClaude())
         inference = stack.enter_context(FakeAzureAIInference())
+        liner = stack.enter_context(FakeLiner())
         # Hugging Face's router speaks OpenAI's chat format under /v1.
         hf_router = stack.enter_context(FakeOpenAI(api_key="hf_fakeRouterToken0123456789"))
         workdir: Path = tmp_path_factory.mktemp("anyllm")
@@ -128,6 +130,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                     "api_base": foundry.base_url + "/anthropic",
                 },
                 "azure": {"api_key": inference.api_key, "api_base": inference.base_url + "/models"},
+                "liner": {"api_key": liner.api_key, "api_base": liner.base_url + "/api/v1/agents"},
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
                 "gemini_slow": {
@@ -514,3 +517,38 @@ def test_embeddings_through_azure_ai_inference(
     assert [item.index for item in result.data] == [0, 1]
     assert len(result.data[0].embedding) == 8
     assert upstreams.inference.last_request.path == "/models/embeddings"
+
+
+def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) -> None:
+    user_id = "anyllm-liner"
+    client = _openai(upstreams, user_id)
+    # Liner has no system role; any-llm sends instructions as a leading user turn.
+    messages: list[Any] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": PROMPT},
+    ]
+    reply = client.chat.completions.create(model="liner:quick-answer", messages=messages)
+    message = reply.choices[0].message
+    assert message.content == REPLY
+    assert reply.choices[0].finish_reason == "stop"
+    [citation] = (message.model_extra or {})["citations"]
+    assert citation["url"] == REFERENCE["url"]
+    assert citation["favicon"] == REFERENCE["faviconUrl"]
+    with client.chat.completions.create(
+        model="liner:search", messages=messages, stream=True
+    ) as stream:
+        chunks = [chunk for chunk in stream if chunk.choices]
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == REPLY
+    cited = [
+        citation["url"]
+        for chunk in chunks
+        for citation in (chunk.choices[0].delta.model_extra or {}).get("citations") or []
+    ]
+    assert cited == [REFERENCE["url"]]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    # Liner reports no token counts; both calls are still recorded.
+    rows = usage_rows(upstreams.base_url, user_id)
+    assert sorted((row["model"], row["status_code"]) for row in rows) == [
+        ("quick-answer", 200),
+        ("search", 200),
+    ]
