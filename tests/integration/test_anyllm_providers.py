@@ -3,8 +3,8 @@
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
 AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Hugging Face's
 OpenAI-format router, Vertex AI's Gemini and Claude publishers behind a Google OAuth token
-endpoint, Microsoft Foundry's Claude and model inference endpoints, Liner's agents), and the
-provider SDKs inside
+endpoint, Microsoft Foundry's Claude and model inference endpoints, Liner's agents, a
+SageMaker chat endpoint), and the provider SDKs inside
 any-llm are pointed at them through their base-URL options only (Vertex signs in with a
 service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
 shapes, and leave one usage row with the provider's token counts (Liner reports none).
@@ -33,6 +33,7 @@ from tests.fakes.liner_upstream import REFERENCE, FakeLiner
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeMistral
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.sagemaker_upstream import FakeSageMaker
 from tests.fakes.vertex_upstream import JWT_GRANT, PROJECT, FakeVertex
 from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
@@ -100,6 +101,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         foundry = stack.enter_context(FakeFoundryClaude())
         inference = stack.enter_context(FakeAzureAIInference())
         liner = stack.enter_context(FakeLiner())
+        sagemaker = stack.enter_context(FakeSageMaker())
         # Hugging Face's router speaks OpenAI's chat format under /v1.
         hf_router = stack.enter_context(FakeOpenAI(api_key="hf_fakeRouterToken0123456789"))
         workdir: Path = tmp_path_factory.mktemp("anyllm")
@@ -131,6 +133,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                 },
                 "azure": {"api_key": inference.api_key, "api_base": inference.base_url + "/models"},
                 "liner": {"api_key": liner.api_key, "api_base": liner.base_url + "/api/v1/agents"},
+                "sagemaker": {"api_base": sagemaker.base_url, "region_name": "us-east-1"},
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
                 "gemini_slow": {
@@ -149,6 +152,9 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         env = {
             "GEMINI_API_KEY": gemini.api_key,
             "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+            # any-llm accepts SageMaker only with credentials in boto3's default chain.
+            "AWS_ACCESS_KEY_ID": sagemaker.api_key,
+            "AWS_SECRET_ACCESS_KEY": sagemaker.secret_key,
         }
         gateway = GatewayProcess(config, workdir, env=env)
         gateway.start()
@@ -552,3 +558,16 @@ def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) ->
         ("quick-answer", 200),
         ("search", 200),
     ]
+
+
+def test_sagemaker_chat_through_an_endpoint(upstreams: Upstreams) -> None:
+    """Not streamed: any-llm's SageMaker streams cannot read what chat containers send."""
+    user_id = "anyllm-sagemaker"
+    client = _openai(upstreams, user_id)
+    reply = client.chat.completions.create(
+        model="sagemaker:llama-3-1-8b-chat", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert reply.choices[0].message.content == REPLY
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, 3)
+    _assert_row(upstreams, user_id, "sagemaker", Expected("llama-3-1-8b-chat", 2, 3))
