@@ -3,10 +3,11 @@
 Each fake speaks its provider's real wire format (Gemini REST and SSE, Bedrock Converse with
 AWS event-stream framing, Cohere v2 SSE, Ollama NDJSON, Mistral, Hugging Face's
 OpenAI-format router, Vertex AI's Gemini and Claude publishers behind a Google OAuth token
-endpoint), and the provider SDKs inside
+endpoint, Microsoft Foundry's Claude and model inference endpoints, Liner's agents, a
+SageMaker chat endpoint), and the provider SDKs inside
 any-llm are pointed at them through their base-URL options only (Vertex signs in with a
 service-account file whose ``token_uri`` is the fake). Every call must answer OpenAI's
-shapes, and leave one usage row with the provider's token counts.
+shapes, and leave one usage row with the provider's token counts (Liner reports none).
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anthropic
 import openai
 import orjson
 import pytest
 
+from tests.fakes.azure_ai_upstream import FakeAzureAIInference, FakeFoundryClaude
 from tests.fakes.bedrock_upstream import FakeBedrock
 from tests.fakes.cohere_upstream import FakeCohere
 from tests.fakes.gemini_upstream import CACHED_TOKENS, THOUGHT, THOUGHTS_TOKENS, FakeGemini
+from tests.fakes.liner_upstream import REFERENCE, FakeLiner
 from tests.fakes.ollama_upstream import FakeOllama
 from tests.fakes.openai_like_upstreams import FakeMistral
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.sagemaker_upstream import FakeSageMaker
 from tests.fakes.vertex_upstream import JWT_GRANT, PROJECT, FakeVertex
 from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
@@ -47,6 +51,8 @@ class Expected:
     completion: int
     cached: int = 0
     reasoning: int = 0
+    stream_finish: bool = True
+    """Whether a stream says why it stopped (any-llm loses it for some providers)."""
 
 
 EXPECTED = {
@@ -62,6 +68,10 @@ EXPECTED = {
     ),
     "vertexaianthropic": Expected("claude-sonnet-4-5@20250929", 2, 3),
     "huggingface": Expected("meta-llama/Llama-3.1-8B-Instruct", 2, 3),
+    "azureanthropic": Expected("claude-sonnet-4-5", 2, 3),
+    # any-llm skips a chunk of an Azure AI Inference stream whose delta is empty, and so the
+    # last one, which carries the finish reason with an empty delta as OpenAI's does.
+    "azure": Expected("Mistral-Large-2411", 2, 3, stream_finish=False),
 }
 
 
@@ -71,6 +81,7 @@ class Upstreams:
     gemini: FakeGemini
     bedrock: FakeBedrock
     vertex: FakeVertex
+    inference: FakeAzureAIInference
     clients: ExitStack
 
     @property
@@ -87,6 +98,10 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         cohere = stack.enter_context(FakeCohere())
         ollama = stack.enter_context(FakeOllama())
         vertex = stack.enter_context(FakeVertex())
+        foundry = stack.enter_context(FakeFoundryClaude())
+        inference = stack.enter_context(FakeAzureAIInference())
+        liner = stack.enter_context(FakeLiner())
+        sagemaker = stack.enter_context(FakeSageMaker())
         # Hugging Face's router speaks OpenAI's chat format under /v1.
         hf_router = stack.enter_context(FakeOpenAI(api_key="hf_fakeRouterToken0123456789"))
         workdir: Path = tmp_path_factory.mktemp("anyllm")
@@ -112,6 +127,13 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
                     "project_id": PROJECT,
                     "region": "us-east5",
                 },
+                "azureanthropic": {
+                    "api_key": foundry.api_key,
+                    "api_base": foundry.base_url + "/anthropic",
+                },
+                "azure": {"api_key": inference.api_key, "api_base": inference.base_url + "/models"},
+                "liner": {"api_key": liner.api_key, "api_base": liner.base_url + "/api/v1/agents"},
+                "sagemaker": {"api_base": sagemaker.base_url, "region_name": "us-east-1"},
                 # No key in the config: google-genai's own GEMINI_API_KEY variable supplies it.
                 "gemini_env": {"provider_type": "gemini", "api_base": gemini.base_url},
                 "gemini_slow": {
@@ -130,12 +152,15 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         env = {
             "GEMINI_API_KEY": gemini.api_key,
             "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+            # any-llm accepts SageMaker only with credentials in boto3's default chain.
+            "AWS_ACCESS_KEY_ID": sagemaker.api_key,
+            "AWS_SECRET_ACCESS_KEY": sagemaker.secret_key,
         }
         gateway = GatewayProcess(config, workdir, env=env)
         gateway.start()
         stack.callback(gateway.stop)
         clients = stack.enter_context(ExitStack())
-        yield Upstreams(gateway, gemini, bedrock, vertex, clients)
+        yield Upstreams(gateway, gemini, bedrock, vertex, inference, clients)
 
 
 def _openai(upstreams: Upstreams, user_id: str) -> openai.OpenAI:
@@ -195,7 +220,8 @@ def test_stream_reports_usage_when_asked(upstreams: Upstreams, instance: str) ->
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text == REPLY
     # Some providers send a last, empty delta after the finish reason (Bedrock's metadata).
-    assert "stop" in [ch.choices[0].finish_reason for ch in chunks if ch.choices]
+    reasons = [ch.choices[0].finish_reason for ch in chunks if ch.choices]
+    assert ("stop" in reasons) == expected.stream_finish
     usage_chunks = [ch for ch in chunks if ch.usage is not None]
     assert usage_chunks == [chunks[-1]]
     assert chunks[-1].choices == []
@@ -369,17 +395,22 @@ def test_a_slow_provider_times_out_with_504(upstreams: Upstreams, stream: bool) 
     assert time.monotonic() - started < 4
 
 
-def test_bedrock_throttling_is_answered_at_once_without_sdk_retries(upstreams: Upstreams) -> None:
-    upstreams.bedrock.reset()
-    upstreams.bedrock.fail_next(429, times=5)
-    client = _openai(upstreams, "anyllm-bedrock-429")
+@pytest.mark.parametrize("instance", ["bedrock", "azure"])
+def test_throttling_is_answered_at_once_without_sdk_retries(
+    upstreams: Upstreams, instance: str
+) -> None:
+    """boto3 and azure-core retry on their own unless told not to, which any-llm cannot."""
+    fake = {"bedrock": upstreams.bedrock, "azure": upstreams.inference}[instance]
+    fake.reset()
+    fake.fail_next(429, times=5)
+    client = _openai(upstreams, f"anyllm-{instance}-429")
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(
-            model="bedrock:anthropic.claude-3-haiku-20240307-v1:0",
+            model=f"{instance}:{EXPECTED[instance].model}",
             messages=[{"role": "user", "content": PROMPT}],
         )
-    assert len(upstreams.bedrock.requests) == 1
-    upstreams.bedrock.reset()
+    assert len(fake.requests) == 1
+    fake.reset()
 
 
 @pytest.mark.parametrize("instance", ["cohere", "mistral"])
@@ -477,3 +508,66 @@ def test_gemini_streamed_thoughts_arrive_as_reasoning_and_a_thinking_block(
     assert answer.content[0].thinking == THOUGHT  # type: ignore[union-attr]
     details = answer.usage.output_tokens_details
     assert details is not None and details.thinking_tokens == THOUGHTS_TOKENS
+
+
+@pytest.mark.parametrize("encoding", [openai.omit, "float"], ids=["default", "float"])
+def test_embeddings_through_azure_ai_inference(
+    upstreams: Upstreams, encoding: Literal["float"] | openai.Omit
+) -> None:
+    """Unless told otherwise, OpenAI's clients ask for base64 and decode it themselves."""
+    label = "float" if encoding == "float" else "default"
+    client = _openai(upstreams, f"anyllm-azure-embed-{label}")
+    result = client.embeddings.create(
+        model="azure:Cohere-embed-v3-english", input=["a b", "c"], encoding_format=encoding
+    )
+    assert [item.index for item in result.data] == [0, 1]
+    assert len(result.data[0].embedding) == 8
+    assert upstreams.inference.last_request.path == "/models/embeddings"
+
+
+def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) -> None:
+    user_id = "anyllm-liner"
+    client = _openai(upstreams, user_id)
+    # Liner has no system role; any-llm sends instructions as a leading user turn.
+    messages: list[Any] = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": PROMPT},
+    ]
+    reply = client.chat.completions.create(model="liner:quick-answer", messages=messages)
+    message = reply.choices[0].message
+    assert message.content == REPLY
+    assert reply.choices[0].finish_reason == "stop"
+    [citation] = (message.model_extra or {})["citations"]
+    assert citation["url"] == REFERENCE["url"]
+    assert citation["favicon"] == REFERENCE["faviconUrl"]
+    with client.chat.completions.create(
+        model="liner:search", messages=messages, stream=True
+    ) as stream:
+        chunks = [chunk for chunk in stream if chunk.choices]
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == REPLY
+    cited = [
+        citation["url"]
+        for chunk in chunks
+        for citation in (chunk.choices[0].delta.model_extra or {}).get("citations") or []
+    ]
+    assert cited == [REFERENCE["url"]]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    # Liner reports no token counts; both calls are still recorded.
+    rows = usage_rows(upstreams.base_url, user_id)
+    assert sorted((row["model"], row["status_code"]) for row in rows) == [
+        ("quick-answer", 200),
+        ("search", 200),
+    ]
+
+
+def test_sagemaker_chat_through_an_endpoint(upstreams: Upstreams) -> None:
+    """Not streamed: any-llm's SageMaker streams cannot read what chat containers send."""
+    user_id = "anyllm-sagemaker"
+    client = _openai(upstreams, user_id)
+    reply = client.chat.completions.create(
+        model="sagemaker:llama-3-1-8b-chat", messages=[{"role": "user", "content": PROMPT}]
+    )
+    assert reply.choices[0].message.content == REPLY
+    assert reply.usage is not None
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, 3)
+    _assert_row(upstreams, user_id, "sagemaker", Expected("llama-3-1-8b-chat", 2, 3))

@@ -12,6 +12,8 @@ start-up: requests to that instance get a 400 naming the extra to install.
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -81,9 +83,11 @@ class AnyLLMProvider:
             api_base = None
         if self._spec.boto:
             args["config"] = self._boto_config(args.get("config"))
-        if AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
-            # The gateway answers failures itself (with Retry-After); an SDK's silent retries
-            # would multiply latency and hide the upstream's status.
+        # The gateway answers failures itself (with Retry-After); an SDK's silent retries
+        # would multiply latency and hide the upstream's status.
+        if self._spec.retries_arg:
+            args.setdefault(self._spec.retries_arg, 0)
+        elif AnyLLM.get_provider_class(self._spec.name).MAX_RETRIES_SUPPORT != "unsupported":
             args.setdefault("max_retries", 0)
         return AnyLLM.create(
             self._spec.name,
@@ -131,12 +135,18 @@ class AnyLLMProvider:
         if operation is Operation.EMBEDDINGS:
             model = params.pop("model", None)
             inputs = params.pop("input", None)
+            # OpenAI's clients ask for base64 by default, which SDKs take differently (any-llm
+            # turns Azure's base64 vectors into empty ones): the SDK is asked for floats, and
+            # they are encoded here as OpenAI does.
+            as_base64 = params.pop("encoding_format", None) == "base64"
             result: Any = await self._call(client.aembedding(model, inputs, **params))
+            reply = openai_json(result)
+            if as_base64:
+                _encode_vectors(reply)
         else:
             params["stream"] = False
-            result = await self._call(client.acompletion(**params))
-        payload = orjson.dumps(openai_json(result))
-        return UpstreamReply(200, payload, "application/json")
+            reply = openai_json(await self._call(client.acompletion(**params)))
+        return UpstreamReply(200, orjson.dumps(reply), "application/json")
 
     @asynccontextmanager
     async def stream(
@@ -152,6 +162,9 @@ class AnyLLMProvider:
         params["stream"] = True
         options = params.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
+        if self._spec.extras_arg and options:
+            # any-llm drops them for this SDK, and the upstream then reports no usage.
+            _set_default(params, f"{self._spec.extras_arg}.stream_options", options)
         if self._spec.boto:
             chunks: AsyncIterator[ChatCompletionChunk] = threaded_chunks(
                 lambda: client.acompletion(**params)
@@ -206,14 +219,23 @@ class AnyLLMProvider:
 _OPENAI_ONLY_FIELDS = ("user", "metadata", "store")
 
 
-def _set_default(args: dict[str, Any], dotted: str, value: str) -> None:
-    """``args[a][b] = value`` for ``dotted`` "a.b" unless the instance already set it."""
+def _set_default(args: dict[str, Any], dotted: str, value: Any) -> None:
+    """``args[a][b] = value`` for ``dotted`` "a.b" unless it is set already."""
     *parents, name = dotted.split(".")
     for parent in parents:
         nested = args.get(parent)
         args[parent] = nested = dict(nested) if isinstance(nested, Mapping) else {}
         args = nested
     args.setdefault(name, value)
+
+
+def _encode_vectors(reply: dict[str, Any]) -> None:
+    """Each embedding as OpenAI's base64: little-endian float32 values."""
+    for item in reply.get("data") or ():
+        vector = item.get("embedding")
+        if isinstance(vector, list):
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            item["embedding"] = base64.b64encode(packed).decode("ascii")
 
 
 _SECRET_NAMES = ("key", "secret", "token", "password", "credential")

@@ -28,6 +28,13 @@ class SdkSpec:
     api_base_arg: str | None = None
     """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored
     (dotted for a key inside a mapping argument: ``http_options.base_url``)."""
+    extras_arg: str | None = None
+    """The call keyword through which the SDK sends body fields it does not model (Azure AI
+    Inference's ``model_extras``). any-llm drops ``stream_options`` for such an SDK, and
+    without it the upstream reports no usage on a stream, so it goes through this one."""
+    retries_arg: str | None = None
+    """The client keyword for the SDK's own retry count when any-llm has no ``max_retries``
+    for it (azure-core's ``retry_total``)."""
 
     def capabilities(self) -> Capabilities:
         operations = {Operation.CHAT} if self.chat else set()

@@ -98,7 +98,16 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "zai": _openai("https://api.z.ai/api/paas/v4", "ZAI_API_KEY"),
     # Reached through any-llm: their APIs are their own. The SDK's defaults apply where the
     # default base is None.
-    "azure": _sdk(SdkSpec("azure", "azure", embeddings=True), "AZURE_API_KEY"),
+    "azure": _sdk(
+        SdkSpec(
+            "azure",
+            "azure",
+            embeddings=True,
+            extras_arg="model_extras",
+            retries_arg="retry_total",
+        ),
+        "AZURE_API_KEY",
+    ),
     "azureanthropic": _sdk(SdkSpec("azureanthropic", None), "AZURE_ANTHROPIC_API_KEY"),
     "bedrock": _sdk(
         SdkSpec("bedrock", "bedrock", embeddings=True, boto=True),
