@@ -12,6 +12,12 @@
   ``GET /v1/batches`` lists (newest first, ``limit``/``after``).
 * ``complete_batch(id, usage)`` finishes a batch as OpenAI does: ``completed``, an output
   file with one response line per request, ``request_counts`` and the given ``usage``.
+* ``run_batch(id, completed, usage)`` puts a batch ``in_progress`` with its first
+  ``completed`` requests answered; cancelled from there, it ends as OpenAI's do, with
+  partial results: ``cancelled``, an output file answering those requests, their count
+  and ``usage`` (left out when None, as batch APIs without usage totals do).
+* Each answer in an output file carries ``REQUEST_USAGE`` (``/v1/responses``:
+  ``REQUEST_RESPONSES_USAGE``) as its body's ``usage``.
 
 Ids are random like OpenAI's, so two fakes never hand out the same one.
 """
@@ -36,6 +42,20 @@ BATCH_ENDPOINTS = frozenset(
 FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _FILE_PATH = re.compile(r"^/v1/files/(?P<id>[^/]+)(?P<content>/content)?$")
 _BATCH_PATH = re.compile(r"^/v1/batches/(?P<id>[^/]+)(?P<cancel>/cancel)?$")
+REQUEST_USAGE = {
+    "prompt_tokens": 5_000,
+    "completion_tokens": 2_000,
+    "total_tokens": 7_000,
+    "prompt_tokens_details": {"cached_tokens": 1_000},
+    "completion_tokens_details": {"reasoning_tokens": 50},
+}
+REQUEST_RESPONSES_USAGE = {
+    "input_tokens": 5_000,
+    "output_tokens": 2_000,
+    "total_tokens": 7_000,
+    "input_tokens_details": {"cached_tokens": 1_000},
+    "output_tokens_details": {"reasoning_tokens": 50},
+}
 
 
 def _lines(data: bytes) -> list[dict[str, Any]]:
@@ -49,7 +69,8 @@ class OpenAIBatchRoutes(OpenAIMediaRoutes):
 
     def __init__(self, api_key: str, *, stream_interval: float = 0.0) -> None:
         super().__init__(api_key, stream_interval=stream_interval)
-        self._store_lock = threading.Lock()
+        # Re-entrant: a batch turning cancelled adds its output file under the same hold.
+        self._store_lock = threading.RLock()
         self.files: dict[str, dict[str, Any]] = {}
         self.file_data: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -116,19 +137,7 @@ class OpenAIBatchRoutes(OpenAIMediaRoutes):
         with self._store_lock:
             batch = self.batches[batch_id]
             requests = _lines(self.file_data[batch["input_file_id"]])
-        output = b"".join(
-            orjson.dumps(
-                {
-                    "id": f"batch_req_{index}",
-                    "custom_id": line.get("custom_id"),
-                    "response": {"status_code": 200, "body": {"model": batch["model"]}},
-                    "error": None,
-                }
-            )
-            + b"\n"
-            for index, line in enumerate(requests)
-        )
-        out = self.add_file("batch_output.jsonl", output, "batch_output")
+        out = self._output_file(batch, requests)
         now = int(time.time())
         with self._store_lock:
             batch.update(
@@ -145,6 +154,36 @@ class OpenAIBatchRoutes(OpenAIMediaRoutes):
                 usage=dict(usage),
             )
             return dict(batch)
+
+    def run_batch(self, batch_id: str, completed: int, usage: Mapping[str, Any] | None) -> None:
+        """The batch is running with its first ``completed`` requests answered."""
+        with self._store_lock:
+            batch = self.batches[batch_id]
+            counts = {**batch["request_counts"], "completed": completed}
+            batch.update(
+                status="in_progress", in_progress_at=int(time.time()), request_counts=counts
+            )
+            if usage is not None:
+                batch["usage"] = dict(usage)
+
+    def _output_file(
+        self, batch: Mapping[str, Any], requests: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        usage = REQUEST_RESPONSES_USAGE if batch["endpoint"] == "/v1/responses" else REQUEST_USAGE
+        body = {"model": batch["model"], "usage": usage}
+        output = b"".join(
+            orjson.dumps(
+                {
+                    "id": f"batch_req_{index}",
+                    "custom_id": line.get("custom_id"),
+                    "response": {"status_code": 200, "body": body},
+                    "error": None,
+                }
+            )
+            + b"\n"
+            for index, line in enumerate(requests)
+        )
+        return self.add_file("batch_output.jsonl", output, "batch_output")
 
     # ----------------------------------------------------------------- files
     def _upload(self, request: RecordedRequest) -> Reply:
@@ -240,12 +279,16 @@ class OpenAIBatchRoutes(OpenAIMediaRoutes):
     def _batch(self, batch_id: str) -> Reply:
         with self._store_lock:
             batch = self.batches.get(batch_id)
-            if batch is not None and batch["status"] == "cancelling":
+            if batch is None:
+                return self.error_reply(404, f"No such Batch object: {batch_id}")
+            if batch["status"] == "cancelling":
                 batch.update(status="cancelled", cancelled_at=int(time.time()))
-            found = dict(batch) if batch is not None else None
-        if found is None:
-            return self.error_reply(404, f"No such Batch object: {batch_id}")
-        return JsonReply(found)
+                done = batch["request_counts"]["completed"]
+                if done:
+                    # Partial results: the answers to the requests that ran before the cancel.
+                    requests = _lines(self.file_data[batch["input_file_id"]])[:done]
+                    batch["output_file_id"] = self._output_file(batch, requests)["id"]
+            return JsonReply(dict(batch))
 
     def _cancel(self, batch_id: str) -> Reply:
         with self._store_lock:

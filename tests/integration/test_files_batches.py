@@ -33,6 +33,13 @@ PRICES: dict[str, dict[str, Any]] = {
         "cache_read_price_per_million": "0.75",
     },
     "local:gpt-4o-mini": {"input_price_per_million": "1", "output_price_per_million": "1"},
+    # Also priced per request, so billing the wrong number of requests shows in the cost.
+    "openai:gpt-4.1-nano": {
+        "input_price_per_million": "1.5",
+        "output_price_per_million": "6",
+        "cache_read_price_per_million": "0.75",
+        "price_per_request": "0.01",
+    },
 }
 USAGE = {
     "input_tokens": 10_000,
@@ -43,6 +50,8 @@ USAGE = {
 }
 # (8000 × 1.5 + 2000 × 0.75 + 4000 × 6) / 1e6 = 0.0375, at the batch discount of 0.5.
 BATCH_COST = Decimal("0.01875")
+# The same usage and 2 requests at 0.01, at the batch discount: (0.0375 + 0.02) × 0.5.
+TWO_REQUESTS_COST = Decimal("0.02875")
 ROW_WITHIN = 2.0
 
 
@@ -383,6 +392,46 @@ def test_completed_batch_is_billed_once_under_concurrent_retrieves(
     _rows(gw, user_id, 1)
     user = _management(gw, f"/v1/users/{user_id}")
     assert Decimal(str(user["spend"])) == BATCH_COST
+
+
+@pytest.mark.parametrize("reports_usage", [True, False], ids=["usage", "output-file"])
+def test_batch_cancelled_midway_bills_its_completed_requests_once(
+    gw: Stack, user_key: tuple[str, str], reports_usage: bool
+) -> None:
+    """Without a ``usage`` total on the batch object, the usage of the two answers in the
+    output file (``REQUEST_USAGE`` each, the same sum) is billed."""
+    user_id, key = user_key
+    model = "openai:gpt-4.1-nano"
+    with _client(gw, key) as client:
+        file_id = _upload_batch_file(client, model, model, model)
+        batch = client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        gw.openai_fake.run_batch(batch.id, completed=2, usage=USAGE if reports_usage else None)
+        assert client.batches.retrieve(batch.id).status == "in_progress"
+        assert client.batches.cancel(batch.id).status == "cancelling"
+        with ThreadPoolExecutor(10) as pool:
+            seen = list(pool.map(lambda _: client.batches.retrieve(batch.id), range(10)))
+        assert {b.status for b in seen} == {"cancelled"}
+        counts = seen[0].request_counts
+        assert counts is not None and (counts.total, counts.completed) == (3, 2)
+        output_id = seen[0].output_file_id
+        assert output_id is not None
+        output = client.files.content(output_id).content
+        assert [orjson.loads(line)["custom_id"] for line in output.splitlines()] == [
+            "request-1",
+            "request-2",
+        ]
+        client.batches.retrieve(batch.id)
+
+    (row,) = _rows(gw, user_id, 1)
+    assert (row["id"], row["endpoint"], row["model"]) == (batch.id, "batches", "gpt-4.1-nano")
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (10_000, 4_000)
+    assert Decimal(str(row["cost"])) == TWO_REQUESTS_COST
+    time.sleep(0.5)
+    _rows(gw, user_id, 1)
+    user = _management(gw, f"/v1/users/{user_id}")
+    assert Decimal(str(user["spend"])) == TWO_REQUESTS_COST
 
 
 def test_batches_list_newest_first_and_cancel(gw: Stack, user_key: tuple[str, str]) -> None:

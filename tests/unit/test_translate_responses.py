@@ -247,8 +247,13 @@ def test_chat_response_with_reasoning_text_and_calls() -> None:
     assert out["completed_at"] == 11
     assert out["usage"]["total_tokens"] == 7
     reasoning, message, call = out["output"]
-    assert reasoning["id"] == "rs_abc_0"
-    assert reasoning["content"] == [{"type": "reasoning_text", "text": "thinking"}]
+    assert reasoning == {
+        "id": "rs_abc_0",
+        "type": "reasoning",
+        "status": "completed",
+        "summary": [{"type": "summary_text", "text": "thinking"}],
+        "encrypted_content": None,
+    }
     assert message["id"] == "msg_abc_1"
     assert message["content"][0]["text"] == "let me look"
     assert call == {
@@ -366,10 +371,10 @@ def test_reasoning_then_text_then_parallel_calls() -> None:
         "response.created",
         "response.in_progress",
         "response.output_item.added",
-        "response.content_part.added",
-        "response.reasoning_text.delta",
-        "response.reasoning_text.done",
-        "response.content_part.done",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
         "response.output_item.done",
         "response.output_item.added",
         "response.content_part.added",

@@ -5,9 +5,12 @@ No budget is held: what a batch costs is known only once it finishes, so a batch
 a budget past its limit by at most its own cost (further requests are then refused).
 
 Billing happens when a retrieve sees the batch finished (``completed``, and also
-``expired`` or ``cancelled``, whose finished requests the provider bills too) with a
-``usage`` object: ONE usage row (endpoint ``batches``, id = the batch id) at the model's
-price × ``batch_price_multiplier`` (``billing/cost.batch_cost``). ``settle_batch`` flips
+``expired`` or ``cancelled``, whose completed requests the provider bills too): ONE usage
+row (endpoint ``batches``, id = the batch id) for the batch object's ``usage`` and its
+``request_counts.completed`` at the model's price × ``batch_price_multiplier``
+(``billing/cost.batch_cost``). A batch object without ``usage`` that completed requests is
+billed for the usage in its output file (``pipeline/batch_output.py``), which holds only
+the requests that ran; one that completed none costs nothing. ``settle_batch`` flips
 the batch's ``settled`` flag and writes the row and the charge in one transaction, so
 concurrent retrieves on any number of workers bill it exactly once.
 """
@@ -26,6 +29,7 @@ from otari_gateway.billing.pricing import PriceBook
 from otari_gateway.config import GatewayConfig
 from otari_gateway.errors import InvalidRequest
 from otari_gateway.pipeline.admission import Admission, check_models
+from otari_gateway.pipeline.batch_output import output_usage
 from otari_gateway.pipeline.request import Caller
 from otari_gateway.pipeline.upstream_objects import (
     ObjectAccess,
@@ -41,6 +45,7 @@ from otari_gateway.store.objects_repo import BatchRow
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord
 from otari_gateway.translate.usage import usage_from_responses
+from otari_gateway.usage import Usage
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +124,7 @@ class Batches:
         batch = upstream_object(reply, row.instance)
         await objects_repo.save_batch_object(self._db, batch_id, batch)
         if not row.settled and batch.get("status") in FINISHED:
-            await self._settle(row, batch)
+            await self._settle(upstream, row, batch)
         # Only after billing: the output is what the batch is paid for.
         await self._adopt_outputs(upstream, row, batch)
         return reply.body
@@ -162,16 +167,17 @@ class Batches:
                 upstream_object=upstream_object(reply, row.instance),
             )
 
-    async def _settle(self, row: BatchRow, batch: Mapping[str, Any]) -> None:
-        raw_usage = batch.get("usage")
-        if not isinstance(raw_usage, Mapping):
-            return
-        usage = usage_from_responses(raw_usage)
-        provider_type = self._provider_types.get(row.instance, row.instance)
-        price = await self._prices.lookup(f"{row.instance}:{row.model}", provider_type, row.model)
+    async def _settle(
+        self, upstream: RestUpstream, row: BatchRow, batch: Mapping[str, Any]
+    ) -> None:
         counts = batch.get("request_counts")
         completed = counts.get("completed") if isinstance(counts, Mapping) else None
         requests = completed if isinstance(completed, int) and completed > 0 else 0
+        usage = await self._usage(upstream, batch, requests)
+        if usage is None:
+            return
+        provider_type = self._provider_types.get(row.instance, row.instance)
+        price = await self._prices.lookup(f"{row.instance}:{row.model}", provider_type, row.model)
         cost = batch_cost(usage, price, requests, self._multiplier) if price else ZERO
         record = UsageRecord(
             id=row.id,
@@ -189,3 +195,17 @@ class Batches:
         )
         if await objects_repo.settle_batch(self._db, record):
             log.info("batch.settled", batch_id=row.id, user_id=row.user_id, cost=str(cost))
+
+    @staticmethod
+    async def _usage(
+        upstream: RestUpstream, batch: Mapping[str, Any], requests: int
+    ) -> Usage | None:
+        """The batch's usage; None when there is nothing to bill."""
+        raw_usage = batch.get("usage")
+        if isinstance(raw_usage, Mapping):
+            return usage_from_responses(raw_usage)
+        output = batch.get("output_file_id")
+        if not requests or not isinstance(output, str):
+            return None
+        reply = await upstream.call("GET", f"/files/{output}/content")
+        return output_usage(reply.body, str(batch.get("endpoint") or ""))

@@ -2,8 +2,9 @@
 
 A Responses request becomes a Chat Completions one (``translate/responses_to_chat.py``);
 for Anthropic it goes on through the existing Chat→Messages translator, and the answer
-comes back the same way round. Streams run the same chain event by event, and the final
-``response.completed`` is built after settlement from the usage that was billed.
+comes back the same way round, thinking included (``translate/responses_reasoning.py``).
+Streams run the same chain event by event, and the final ``response.completed`` is built
+after settlement from the usage that was billed.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ from otari_gateway.translate.usage import usage_from_chat, usage_from_messages
 from otari_gateway.usage import Usage
 
 
-def _chat_request(request: GatewayRequest, model: str) -> dict[str, Any]:
+def _chat_request(
+    request: GatewayRequest, model: str, *, replay_thinking: bool = False
+) -> dict[str, Any]:
     field = unsupported_stateful_field(request.body)
     if field is not None:
         raise InvalidRequest(
@@ -49,7 +52,9 @@ def _chat_request(request: GatewayRequest, model: str) -> dict[str, Any]:
             code="unsupported_parameter",
         )
     try:
-        return responses_request_to_chat(forwarded_body(request, model), model)
+        return responses_request_to_chat(
+            forwarded_body(request, model), model, replay_thinking=replay_thinking
+        )
     except TranslationError as exc:
         raise InvalidRequest(str(exc)) from None
 
@@ -89,7 +94,8 @@ class ResponsesViaMessages:
     operation = Operation.MESSAGES
 
     def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        chat = _chat_request(request, model)
+        # Anthropic checks the signed thinking that input reasoning items carry back.
+        chat = _chat_request(request, model, replay_thinking=True)
         try:
             body = chat_request_to_messages(chat, model, default_max_tokens=DEFAULT_MAX_TOKENS)
         except TranslationError as exc:

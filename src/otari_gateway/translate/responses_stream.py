@@ -5,6 +5,13 @@ first, then per output item ``response.output_item.added`` → content/argument 
 their ``.done`` events → ``response.output_item.done``, and finally (from ``terminal``,
 once the caller has settled) ``response.completed`` or ``response.incomplete`` carrying
 the whole response and its usage. Every event has a ``sequence_number`` that counts from 0.
+
+Reasoning (``translate/responses_reasoning.py``) streams as OpenAI's reasoning summaries:
+``response.reasoning_summary_part.added`` → ``response.reasoning_summary_text.delta``… →
+``.text.done`` → ``.part.done`` inside its item. A signed thinking block (a
+``thinking_blocks`` delta, sent whole when the block ends) closes the summary part, so the
+next block's text opens a new one; the blocks reach the client in the item's
+``encrypted_content`` on ``response.output_item.done``.
 """
 
 from __future__ import annotations
@@ -14,13 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otari_gateway.translate.errors import UpstreamStreamError
+from otari_gateway.translate.responses_reasoning import reasoning_item, summary_part
 from otari_gateway.translate.responses_to_chat import (
     call_item,
     finished_response,
     item_id,
-    reasoning_item,
     text_item,
 )
+from otari_gateway.translate.thinking_blocks import replay_blocks
 from otari_gateway.translate.usage import usage_from_chat
 from otari_gateway.usage import Usage
 
@@ -34,9 +42,13 @@ class _Item:
     kind: str
     item_id: str
     output_index: int
+    # Text of the message, the call's arguments, or the reasoning's open summary part.
     text: list[str] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
+    summary: list[str] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    part_open: bool = False
 
 
 class ChatToResponsesStream:
@@ -80,10 +92,12 @@ class ChatToResponsesStream:
             delta = choice.get("delta") or {}
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
-                events.extend(self._text_delta("reasoning", reasoning))
+                events.extend(self._reasoning_delta(reasoning))
+            if isinstance(delta.get("thinking_blocks"), list):
+                events.extend(self._thinking_blocks(delta["thinking_blocks"]))
             content = delta.get("content")
             if isinstance(content, str) and content:
-                events.extend(self._text_delta("message", content))
+                events.extend(self._text_delta(content))
             for call in delta.get("tool_calls") or []:
                 if isinstance(call, Mapping):
                     events.extend(self._call_delta(call))
@@ -119,37 +133,86 @@ class ChatToResponsesStream:
     def _next_index(self) -> int:
         return len(self._output) + len(self._calls) + (1 if self._open else 0)
 
-    def _text_delta(self, kind: str, text: str) -> list[Event]:
+    def _text_delta(self, text: str) -> list[Event]:
         events: list[Event] = []
-        if self._open is None or self._open.kind != kind:
+        if self._open is None or self._open.kind != "message":
             events.extend(self._close_open())
-            events.extend(self._open_text(kind))
+            events.extend(self._open_message())
         item = self._open
         assert item is not None
         item.text.append(text)
-        name = (
-            "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta"
+        events.append(
+            self._event(
+                "response.output_text.delta",
+                **self._where(item),
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
         )
-        extra: dict[str, Any] = {"logprobs": []} if kind == "message" else {}
-        events.append(self._event(name, **self._where(item), content_index=0, delta=text, **extra))
         return events
 
-    def _open_text(self, kind: str) -> list[Event]:
+    def _open_message(self) -> list[Event]:
         index = self._next_index()
-        item = _Item(kind, item_id("msg" if kind == "message" else "rs", self._base, index), index)
+        item = _Item("message", item_id("msg", self._base, index), index)
         self._open = item
-        if kind == "message":
-            added = {**text_item(item.item_id, "", "in_progress"), "content": []}
-            part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
-            part["logprobs"] = []
-        else:
-            added = {**reasoning_item(item.item_id, ""), "status": "in_progress", "content": []}
-            part = {"type": "reasoning_text", "text": ""}
+        added = {**text_item(item.item_id, "", "in_progress"), "content": []}
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         return [
-            self._event("response.output_item.added", output_index=item.output_index, item=added),
+            self._event("response.output_item.added", output_index=index, item=added),
             self._event(
                 "response.content_part.added", **self._where(item), content_index=0, part=part
             ),
+        ]
+
+    def _reasoning_delta(self, text: str) -> list[Event]:
+        events = self._open_reasoning()
+        item = self._open
+        assert item is not None
+        where = {**self._where(item), "summary_index": len(item.summary)}
+        if not item.part_open:
+            item.part_open = True
+            events.append(
+                self._event("response.reasoning_summary_part.added", **where, part=summary_part(""))
+            )
+        item.text.append(text)
+        events.append(self._event("response.reasoning_summary_text.delta", **where, delta=text))
+        return events
+
+    def _thinking_blocks(self, raw: list[Any]) -> list[Event]:
+        """A thinking block has ended: its summary part is done and it joins the item."""
+        blocks = replay_blocks(raw)
+        if not blocks and (self._open is None or self._open.kind != "reasoning"):
+            return []
+        events = self._open_reasoning()
+        item = self._open
+        assert item is not None
+        item.blocks.extend(blocks)
+        events.extend(self._close_summary_part(item))
+        return events
+
+    def _open_reasoning(self) -> list[Event]:
+        if self._open is not None and self._open.kind == "reasoning":
+            return []
+        events = self._close_open()
+        index = self._next_index()
+        item = _Item("reasoning", item_id("rs", self._base, index), index)
+        self._open = item
+        added = reasoning_item(item.item_id, [], [], "in_progress")
+        events.append(self._event("response.output_item.added", output_index=index, item=added))
+        return events
+
+    def _close_summary_part(self, item: _Item) -> list[Event]:
+        if not item.part_open:
+            return []
+        item.part_open = False
+        text = "".join(item.text)
+        item.text.clear()
+        where = {**self._where(item), "summary_index": len(item.summary)}
+        item.summary.append(text)
+        return [
+            self._event("response.reasoning_summary_text.done", **where, text=text),
+            self._event("response.reasoning_summary_part.done", **where, part=summary_part(text)),
         ]
 
     def _close_open(self) -> list[Event]:
@@ -157,31 +220,32 @@ class ChatToResponsesStream:
         if item is None:
             return []
         self._open = None
-        text = "".join(item.text)
-        if item.kind == "message":
-            done = text_item(item.item_id, text)
-            part = done["content"][0]
-            text_done = self._event(
-                "response.output_text.done",
-                **self._where(item),
-                content_index=0,
-                text=text,
-                logprobs=[],
-            )
+        if item.kind == "reasoning":
+            events = self._close_summary_part(item)
+            done = reasoning_item(item.item_id, item.summary, item.blocks)
         else:
-            done = reasoning_item(item.item_id, text)
-            part = done["content"][0]
-            text_done = self._event(
-                "response.reasoning_text.done", **self._where(item), content_index=0, text=text
-            )
+            text = "".join(item.text)
+            done = text_item(item.item_id, text)
+            events = [
+                self._event(
+                    "response.output_text.done",
+                    **self._where(item),
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                ),
+                self._event(
+                    "response.content_part.done",
+                    **self._where(item),
+                    content_index=0,
+                    part=done["content"][0],
+                ),
+            ]
         self._output[item.output_index] = done
-        return [
-            text_done,
-            self._event(
-                "response.content_part.done", **self._where(item), content_index=0, part=part
-            ),
-            self._event("response.output_item.done", output_index=item.output_index, item=done),
-        ]
+        events.append(
+            self._event("response.output_item.done", output_index=item.output_index, item=done)
+        )
+        return events
 
     def _call_delta(self, call: Mapping[str, Any]) -> list[Event]:
         position = call.get("index", 0)

@@ -14,6 +14,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from otari_gateway.translate.errors import TranslationError
+from otari_gateway.translate.responses_reasoning import (
+    input_thinking,
+    message_reasoning,
+    reasoning_item,
+)
 from otari_gateway.translate.usage import responses_usage
 from otari_gateway.usage import Usage
 
@@ -40,17 +45,23 @@ def unsupported_stateful_field(body: Mapping[str, Any]) -> str | None:
 # --- request -------------------------------------------------------------------------
 
 
-def responses_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+def responses_request_to_chat(
+    body: Mapping[str, Any], model: str, *, replay_thinking: bool = False
+) -> dict[str, Any]:
     """Build a Chat Completions body from a Responses one; ``model`` is the upstream's.
 
     ``store``, ``include``, ``truncation`` and ``metadata`` have no Chat equivalent and are
     dropped; the caller refuses the stateful fields first (``unsupported_stateful_field``).
+    With ``replay_thinking`` (an upstream that takes Anthropic thinking blocks back), the
+    signed blocks of input reasoning items become their assistant turn's
+    ``thinking_blocks``; otherwise reasoning items are left out unread, as
+    OpenAI-compatible servers take no reasoning input.
     """
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
     if isinstance(instructions, str) and instructions:
         messages.append({"role": "system", "content": instructions})
-    messages.extend(_input_messages(body.get("input")))
+    messages.extend(_input_messages(body.get("input"), replay_thinking))
     if not messages:
         raise TranslationError("input must contain at least one message")
     out: dict[str, Any] = {"model": model, "messages": messages}
@@ -80,7 +91,7 @@ def responses_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, 
     return out
 
 
-def _input_messages(raw: Any) -> list[dict[str, Any]]:
+def _input_messages(raw: Any, replay_thinking: bool) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [{"role": "user", "content": raw}]
     if raw is None:
@@ -88,27 +99,33 @@ def _input_messages(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         raise TranslationError("input must be a string or an array of items")
     messages: list[dict[str, Any]] = []
+    # Blocks of the reasoning items read since the last other item: they belong to the
+    # assistant output that follows them, and to nothing else.
+    thinking: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         where = f"input[{i}]"
         if not isinstance(item, Mapping):
             raise TranslationError(f"{where} must be an object")
         kind = item.get("type", "message")
+        if kind == "reasoning":
+            if replay_thinking:
+                thinking.extend(input_thinking(item, where))
+            continue
         if kind == "message":
             messages.append(_message(item, where))
         elif kind == "function_call":
             _append_call(messages, item, where)
         elif kind == "function_call_output":
             messages.append(_call_output(item, where))
-        elif kind == "reasoning":
-            # A reasoning item replays the model's hidden state, which only the provider
-            # that produced it can read; Chat has no slot for it.
-            continue
         elif kind == "item_reference":
             raise TranslationError(
                 f"{where}: item_reference needs stored responses, which this provider lacks"
             )
         else:
             raise TranslationError(f"{where}.type {kind!r} is not supported by this provider")
+        if thinking and messages[-1]["role"] == "assistant":
+            messages[-1].setdefault("thinking_blocks", []).extend(thinking)
+        thinking = []
     return messages
 
 
@@ -312,16 +329,6 @@ def text_item(item_id: str, text: str, status: str = "completed") -> dict[str, A
     }
 
 
-def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
-    return {
-        "id": item_id,
-        "type": "reasoning",
-        "status": "completed",
-        "summary": [],
-        "content": [{"type": "reasoning_text", "text": text}],
-    }
-
-
 def call_item(
     item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
 ) -> dict[str, Any]:
@@ -348,9 +355,9 @@ def chat_response_to_responses(
     message = choice.get("message") or {}
     base = str(envelope["id"]).removeprefix("resp_")
     output: list[dict[str, Any]] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        output.append(reasoning_item(item_id("rs", base, len(output)), reasoning))
+    summary, blocks = message_reasoning(message)
+    if summary or blocks:
+        output.append(reasoning_item(item_id("rs", base, len(output)), summary, blocks))
     content = message.get("content")
     if isinstance(content, str) and content:
         output.append(text_item(item_id("msg", base, len(output)), content))
