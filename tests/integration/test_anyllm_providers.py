@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,6 +111,7 @@ def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
         config = {
             "master_key": MASTER_KEY,
             "require_pricing": False,
+            "pricing": {"liner:quick-answer": {"price_per_request": "0.01"}},
             "providers": {
                 "gemini": {"api_key": gemini.api_key, "api_base": gemini.base_url},
                 "bedrock": bedrock.gateway_instance(),
@@ -552,12 +554,16 @@ def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) ->
     ]
     assert cited == [REFERENCE["url"]]
     assert chunks[-1].choices[0].finish_reason == "stop"
-    # Liner reports no token counts; both calls are still recorded.
+    # Liner reports no token counts; both calls are still recorded, charged at least the
+    # input counted at admission and any per-request price.
     rows = usage_rows(upstreams.base_url, user_id)
     assert sorted((row["model"], row["status_code"]) for row in rows) == [
         ("quick-answer", 200),
         ("search", 200),
     ]
+    assert all(row["prompt_tokens"] > 0 and row["completion_tokens"] == 0 for row in rows)
+    costs = {row["model"]: Decimal(str(row["cost"])) for row in rows}
+    assert costs == {"quick-answer": Decimal("0.01"), "search": 0}
 
 
 def test_sagemaker_chat_through_an_endpoint(upstreams: Upstreams) -> None:

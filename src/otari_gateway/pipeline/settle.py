@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from otari_gateway.billing.cost import cost_of
 from otari_gateway.pipeline.admission import Admission, Admitted
-from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Target
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter
@@ -42,13 +42,23 @@ class Outcome:
 
 
 def charged_usage(outcome: Outcome) -> Usage | None:
-    """What to bill: the reported usage; for a client that left before usage arrived, at
-    least the input it sent; nothing for an upstream failure."""
-    if outcome.usage is not None:
-        return outcome.usage
-    if outcome.status == CLIENT_CLOSED and outcome.admitted is not None:
+    """What to bill: the reported usage; where the upstream did the work but no usage
+    arrived (a provider that reports none, such as Liner, or a client that left first), at
+    least the input counted at admission, so such requests still draw on their budgets and
+    pay any per-request price; nothing for an upstream failure."""
+    usage = outcome.usage
+    if usage is not None and not (usage == _NOTHING and outcome.request.surface in _TOKEN_SURFACES):
+        return usage
+    worked = outcome.status < 400 or outcome.status == CLIENT_CLOSED
+    if worked and outcome.admitted is not None:
         return Usage(prompt_tokens=outcome.admitted.input_tokens)
     return None
+
+
+_NOTHING = Usage()
+# Surfaces where every call consumes input tokens: all-zero usage there means the provider
+# reported none (any-llm fills zeros for such providers), not that the call was free.
+_TOKEN_SURFACES = frozenset({Surface.CHAT, Surface.MESSAGES, Surface.RESPONSES})
 
 
 class Settler:
