@@ -400,3 +400,34 @@ async def test_a_process_whose_lease_was_reaped_opens_a_new_one(database_url: st
         assert [row.id for row in await _lease_rows(db)] == [second.user_lease_id]
     finally:
         await db.aclose()
+
+
+async def test_a_lease_stays_open_until_its_charges_are_written(database_url: str) -> None:
+    """An idle lease whose last request has ended closes only once the usage writer has
+    charged that request: closed before, it would give the cost back to the budget while
+    the cost is in neither ``spend`` nor ``reserved``, for another request to take again."""
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="10")
+        clock = [1000.0]
+        book = Ledger(db, clock=lambda: clock[0])
+        hold = await book.reserve(_user_record("10"), None, D(10))
+        book.settled(hold, D(10))
+        clock[0] += 1  # idle: the lease is retired and would close
+        await book.return_leases()
+        assert len(await _lease_rows(db)) == 1
+        user = await _user(db)
+        assert user.spend + user.reserved == D(10)
+        with pytest.raises(PermissionDenied):
+            await book.reserve(_user_record("10"), None, D(1))
+        writer = UsageWriter(db, flush_interval=0.01, on_written=book.charged)
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer.run)
+            await writer.submit(_record(1, "10", hold.user_lease_id))
+            await writer.aclose()
+        await book.return_leases()
+        assert await _lease_rows(db) == []
+        user = await _user(db)
+        assert (user.spend, user.reserved) == (D(10), 0)
+    finally:
+        await db.aclose()
