@@ -79,6 +79,8 @@ class _Lease:
     # Costs of ended requests that the usage writer has not committed yet: still in the
     # lease's amount in the database, to be taken out of it by the writer's charge.
     uncharged: Decimal = ZERO
+    # A request is adding headroom to the lease in the database right now.
+    growing: bool = False
     reported: Decimal = ZERO
     lost: bool = False
 
@@ -266,6 +268,7 @@ class Ledger:
         budget has no room for it."""
         expires_at = utcnow() + timedelta(seconds=self._ttl)
         if lease is not None:
+            lease.growing = True
             try:
                 if not await store_leases.take(
                     self._db, lease.ref, size, expires_at=expires_at, new=False
@@ -277,6 +280,8 @@ class Ledger:
             else:
                 lease.confirmed = now
                 return lease
+            finally:
+                lease.growing = False
         kind, owner = scope
         ref = LeaseRef(secrets.token_hex(16), kind, owner, self._holder)
         if not await store_leases.take(self._db, ref, size, expires_at=expires_at, new=True):
@@ -322,6 +327,11 @@ class Ledger:
 
     async def _settle_retired(self, *, closing: bool) -> None:
         for lease in list(self._retired):
+            if lease.growing:
+                # Retired while a request was adding to it (it went idle, or was
+                # invalidated): closing now would give back headroom that the request is
+                # about to hold from it. It is settled on a later tick.
+                continue
             if lease.lost:
                 if lease.in_flight <= ZERO or closing:
                     self._retired.remove(lease)
