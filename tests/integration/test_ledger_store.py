@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 from sqlalchemy import func, select, update
 
-from otari_gateway.billing.ledger import LEASE_REQUESTS, Ledger
+from otari_gateway.billing.ledger import LEASE_REQUESTS, Hold, Ledger
 from otari_gateway.billing.periods import advance
 from otari_gateway.errors import PermissionDenied
 from otari_gateway.store import leases, ledger
@@ -398,5 +399,81 @@ async def test_a_process_whose_lease_was_reaped_opens_a_new_one(database_url: st
         assert second.user_lease_id != first.user_lease_id
         assert (await _user(db)).reserved == D(LEASE_REQUESTS)
         assert [row.id for row in await _lease_rows(db)] == [second.user_lease_id]
+    finally:
+        await db.aclose()
+
+
+async def test_a_lease_stays_open_until_its_charges_are_written(database_url: str) -> None:
+    """An idle lease whose last request has ended closes only once the usage writer has
+    charged that request: closed before, it would give the cost back to the budget while
+    the cost is in neither ``spend`` nor ``reserved``, for another request to take again."""
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="10")
+        clock = [1000.0]
+        book = Ledger(db, clock=lambda: clock[0])
+        hold = await book.reserve(_user_record("10"), None, D(10))
+        book.settled(hold, D(10))
+        clock[0] += 1  # idle: the lease is retired and would close
+        await book.return_leases()
+        assert len(await _lease_rows(db)) == 1
+        user = await _user(db)
+        assert user.spend + user.reserved == D(10)
+        with pytest.raises(PermissionDenied):
+            await book.reserve(_user_record("10"), None, D(1))
+        writer = UsageWriter(db, flush_interval=0.01, on_written=book.charged)
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer.run)
+            await writer.submit(_record(1, "10", hold.user_lease_id))
+            await writer.aclose()
+        await book.return_leases()
+        assert await _lease_rows(db) == []
+        user = await _user(db)
+        assert (user.spend, user.reserved) == (D(10), 0)
+    finally:
+        await db.aclose()
+
+
+async def test_a_lease_retired_while_it_grows_is_not_closed_under_the_hold(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request grows the scope's idle lease while the upkeep tick retires it: the tick
+    must not close the lease (giving back what the request is about to hold from it)."""
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="10")
+        clock = [1000.0]
+        book = Ledger(db, clock=lambda: clock[0])
+        first = await book.reserve(_user_record("10"), None, D(2))
+        book.settled(first, D(0))  # the lease keeps 2 available
+        clock[0] += 1  # idle
+        take = leases.take
+        grown, resume = anyio.Event(), anyio.Event()
+
+        async def take_then_wait(*args: Any, **kwargs: Any) -> bool:
+            took = await take(*args, **kwargs)
+            if took and not kwargs["new"]:
+                grown.set()
+                await resume.wait()
+            return took
+
+        monkeypatch.setattr(leases, "take", take_then_wait)
+        holds: list[Hold] = []
+        async with anyio.create_task_group() as group:
+
+            async def reserve() -> None:
+                holds.append(await book.reserve(_user_record("10"), None, D(3)))
+
+            group.start_soon(reserve)
+            await grown.wait()  # the lease now has 2 + 3 in the database
+            await book.return_leases()  # the tick: the lease is idle and retired
+            resume.set()
+        (hold,) = holds
+        assert hold.user_lease_id == first.user_lease_id
+        user = await _user(db)
+        assert user.reserved >= D(3), "the hold in flight is backed by the lease"
+        book.settled(hold, D(0))
+        await book.return_leases()
+        assert ((await _user(db)).reserved, await _lease_rows(db)) == (0, [])
     finally:
         await db.aclose()

@@ -11,12 +11,15 @@
 3. When the request ends, its actual cost is charged in the usage writer's batch
    (``spend += cost``, and the cost leaves the lease) and the rest of its hold goes back to
    the lease at once. Upstream failures charge nothing; a client that disconnects is
-   charged what was consumed as far as it is known (at least the input).
+   charged what was consumed as far as it is known (at least the input). Until the writer
+   has committed the charge, the cost is still part of the lease's amount, so the lease
+   stays open: closing it would give the cost back to the budget while it is in neither
+   ``spend`` nor ``reserved``, and another request could take it a second time.
 4. Each lease is a database row that reports its in-flight holds (what ``/v1/users`` shows
    as ``reserved``) a few times a second and is renewed every third of its TTL. A lease
-   unused for ``LEASE_IDLE_SECONDS`` gives its headroom back and closes once its last
-   request is charged; all leases close on shutdown. A process that dies without shutting
-   down stops renewing, and any live process closes its leases a TTL
+   unused for ``LEASE_IDLE_SECONDS`` gives its headroom back and closes once the charge of
+   its last request is written; all leases close on shutdown. A process that dies without
+   shutting down stops renewing, and any live process closes its leases a TTL
    (``budget_lease_ttl_seconds``, 30 s by default) after their last renewal. A process uses
    a lease only for two thirds of the TTL after the database last confirmed it, so a
    stalled process never spends headroom that was already reaped.
@@ -34,7 +37,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -50,6 +53,7 @@ from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.leases import Kind, LeaseGone, LeaseRef
 from otari_gateway.store.types import utcnow
+from otari_gateway.store.usage_writer import UsageRecord
 from otari_gateway.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -72,6 +76,11 @@ class _Lease:
     available: Decimal = ZERO
     in_flight: Decimal = ZERO
     holds: int = 0
+    # Costs of ended requests that the usage writer has not committed yet: still in the
+    # lease's amount in the database, to be taken out of it by the writer's charge.
+    uncharged: Decimal = ZERO
+    # A request is adding headroom to the lease in the database right now.
+    growing: bool = False
     reported: Decimal = ZERO
     lost: bool = False
 
@@ -119,6 +128,8 @@ class Ledger:
         self._retired: list[_Lease] = []
         self._next_reap = 0.0
         self._growing: dict[Scope, anyio.Lock] = {}
+        # Leases by id while they have uncharged costs, for the writer's confirmations.
+        self._charging: dict[str, _Lease] = {}
 
     async def reset_due_periods(
         self, user: UserRecord, key: KeyRecord | None, now: datetime
@@ -189,9 +200,24 @@ class Ledger:
     def _give(self, lease: _Lease, held: Decimal, cost: Decimal) -> None:
         lease.in_flight -= held
         lease.holds -= 1
+        if cost > ZERO:
+            lease.uncharged += cost
+            self._charging[lease.ref.id] = lease
         if self._active.get(_scope(lease)) is lease:
             lease.available += held - cost
         # A retired lease keeps the remainder until it closes and gives everything back.
+
+    def charged(self, records: Sequence[UsageRecord]) -> None:
+        """The usage writer is done with these records (their charges committed, or given
+        up on): their costs no longer keep their leases open."""
+        for record in records:
+            for lease_id in (record.user_lease, record.key_lease):
+                lease = self._charging.get(lease_id) if lease_id is not None else None
+                if lease is None or record.cost <= ZERO:
+                    continue
+                lease.uncharged -= record.cost
+                if lease.uncharged <= ZERO:
+                    del self._charging[lease.ref.id]
 
     async def _take(self, scope: Scope, amount: Decimal) -> _Lease | None:
         now = self._clock()
@@ -242,6 +268,7 @@ class Ledger:
         budget has no room for it."""
         expires_at = utcnow() + timedelta(seconds=self._ttl)
         if lease is not None:
+            lease.growing = True
             try:
                 if not await store_leases.take(
                     self._db, lease.ref, size, expires_at=expires_at, new=False
@@ -253,6 +280,8 @@ class Ledger:
             else:
                 lease.confirmed = now
                 return lease
+            finally:
+                lease.growing = False
         kind, owner = scope
         ref = LeaseRef(secrets.token_hex(16), kind, owner, self._holder)
         if not await store_leases.take(self._db, ref, size, expires_at=expires_at, new=True):
@@ -298,6 +327,11 @@ class Ledger:
 
     async def _settle_retired(self, *, closing: bool) -> None:
         for lease in list(self._retired):
+            if lease.growing:
+                # Retired while a request was adding to it (it went idle, or was
+                # invalidated): closing now would give back headroom that the request is
+                # about to hold from it. It is settled on a later tick.
+                continue
             if lease.lost:
                 if lease.in_flight <= ZERO or closing:
                     self._retired.remove(lease)
@@ -306,7 +340,7 @@ class Ledger:
                 if not await store_leases.give_back(self._db, lease.ref, lease.available):
                     lease.lost = True
                 lease.available = ZERO
-            if lease.in_flight <= ZERO or closing:
+            if (lease.in_flight <= ZERO and lease.uncharged <= ZERO) or closing:
                 await store_leases.close(self._db, lease.ref.id)
                 self._retired.remove(lease)
 

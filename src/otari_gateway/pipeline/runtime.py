@@ -43,7 +43,8 @@ class Runtime:
         self.config = config
         self.metrics = metrics
         self.db = Database(config.database_url)
-        self.writer = UsageWriter(self.db)
+        self.ledger = Ledger(self.db, metrics, lease_ttl_seconds=config.budget_lease_ttl_seconds)
+        self.writer = UsageWriter(self.db, on_written=self.ledger.charged)
         self.providers = build_providers(config, environ)
         self.router = Router(self.providers, config.aliases)
         self.prices = PriceBook(
@@ -52,7 +53,6 @@ class Runtime:
             default_pricing=config.default_pricing,
         )
         self.authenticator = Authenticator(self.db)
-        self.ledger = Ledger(self.db, metrics, lease_ttl_seconds=config.budget_lease_ttl_seconds)
         self.limiter = make_limiter(config.redis_url)
         self.tokenizers = Tokenizers(enabled=config.exact_token_counts)
         self.admission = Admission(

@@ -5,14 +5,15 @@ gathered every ``flush_interval`` seconds (or sooner once ``batch_size`` rows wa
 everything left on ``aclose`` (graceful shutdown). Each batch is ONE transaction that inserts
 the usage rows and settles the ledger for them (``spend += cost`` per user and key, and the
 cost leaves the budget lease it was held from), so recorded spend always equals the sum of
-the usage rows. The queue is bounded: when the database falls behind, ``submit`` waits
-instead of growing memory.
+the usage rows. Once a batch is written (or given up on), ``on_written`` is told, so the
+process's ledger keeps each lease open until the costs charged through it have left it. The
+queue is bounded: when the database falls behind, ``submit`` waits instead of growing memory.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -142,8 +143,10 @@ class UsageWriter:
         flush_interval: float = 0.2,
         batch_size: int = 1000,
         capacity: int = 20_000,
+        on_written: Callable[[Sequence[UsageRecord]], None] | None = None,
     ) -> None:
         self._db = db
+        self._on_written = on_written
         self._interval = flush_interval
         self._batch_size = batch_size
         self._send, self._receive = anyio.create_memory_object_stream[UsageRecord](capacity)
@@ -205,16 +208,22 @@ class UsageWriter:
         await self._done.wait()
 
     async def _write_with_retries(self, batch: list[UsageRecord]) -> None:
-        for delay in (*_RETRY_DELAYS, None):
-            try:
-                await write_batch(self._db, batch)
-                return
-            except SQLAlchemyError as exc:
-                if delay is None:
-                    log.error("usage.write_failed", rows=len(batch), error=type(exc).__name__)
+        try:
+            for delay in (*_RETRY_DELAYS, None):
+                try:
+                    await write_batch(self._db, batch)
                     return
-                log.warning("usage.write_retry", rows=len(batch), error=type(exc).__name__)
-                await anyio.sleep(delay)
+                except SQLAlchemyError as exc:
+                    if delay is None:
+                        log.error("usage.write_failed", rows=len(batch), error=type(exc).__name__)
+                        return
+                    log.warning("usage.write_retry", rows=len(batch), error=type(exc).__name__)
+                    await anyio.sleep(delay)
+        finally:
+            # Written or dropped, the batch no longer needs its leases: a dropped charge
+            # never left them, and closing them gives its cost back, as it should.
+            if self._on_written is not None:
+                self._on_written(batch)
 
 
 async def write_batch(db: Database, batch: Sequence[UsageRecord]) -> None:
