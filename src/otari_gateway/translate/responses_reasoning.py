@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from otari_gateway.translate.errors import TranslationError
-from otari_gateway.translate.thinking_blocks import replay_blocks
+from otari_gateway.translate.thinking_blocks import is_signed, nonempty_text, replay_blocks
 
 _INVALID = (
     "is not reasoning issued by this gateway for this provider; send back the reasoning "
@@ -54,15 +54,9 @@ def decode_thinking(value: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _well_formed(block: Any) -> bool:
-    if not isinstance(block, Mapping):
-        return False
-    if block.get("type") == "thinking":
-        return isinstance(block.get("thinking"), str) and _filled(block.get("signature"))
-    return block.get("type") == "redacted_thinking" and _filled(block.get("data"))
-
-
-def _filled(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
+    return is_signed(block) and (
+        block["type"] != "thinking" or isinstance(block.get("thinking"), str)
+    )
 
 
 def input_thinking(item: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
@@ -102,9 +96,9 @@ def message_reasoning(message: Mapping[str, Any]) -> tuple[list[str], list[dict[
     texts = [
         block["thinking"]
         for block in listed
-        if isinstance(block, Mapping) and _filled(block.get("thinking"))
+        if isinstance(block, Mapping) and nonempty_text(block.get("thinking"))
     ]
     if not texts:
         reasoning = message.get("reasoning_content") or message.get("reasoning")
-        texts = [reasoning] if _filled(reasoning) else []
+        texts = [reasoning] if nonempty_text(reasoning) else []
     return texts, replay_blocks(raw_blocks)

@@ -30,11 +30,8 @@ def replay_blocks(raw: Any) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         return []
     blocks: list[dict[str, Any]] = []
-    for block in raw:
-        if not isinstance(block, Mapping):
-            continue
-        kind = block.get("type")
-        if kind == "thinking" and _text(block.get("signature")):
+    for block in filter(is_signed, raw):
+        if block["type"] == "thinking":
             blocks.append(
                 {
                     "type": "thinking",
@@ -42,12 +39,21 @@ def replay_blocks(raw: Any) -> list[dict[str, Any]]:
                     "signature": block["signature"],
                 }
             )
-        elif kind == "redacted_thinking" and _text(block.get("data")):
+        else:
             blocks.append({"type": "redacted_thinking", "data": block["data"]})
     return blocks
 
 
-def _text(value: Any) -> bool:
+def is_signed(block: Any) -> bool:
+    """A thinking block with its signature, or a redacted one with its data."""
+    if not isinstance(block, Mapping):
+        return False
+    if block.get("type") == "thinking":
+        return nonempty_text(block.get("signature"))
+    return block.get("type") == "redacted_thinking" and nonempty_text(block.get("data"))
+
+
+def nonempty_text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
 
 
