@@ -39,12 +39,13 @@ from otari_gateway.pipeline.batches import Batches
 from otari_gateway.pipeline.files import Files
 from otari_gateway.pipeline.runtime import Runtime
 from otari_gateway.pipeline.upstream_objects import ObjectAccess
-from otari_gateway.process import settle_heap
+from otari_gateway.process import settle_heap, tune_malloc
 from otari_gateway.telemetry.logging import configure_logging
 from otari_gateway.telemetry.metrics import Metrics
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> FastAPI:
+    tune_malloc()
     configure_logging(config.log_level)
     metrics = Metrics() if config.enable_metrics else None
     runtime = Runtime(config, os.environ if environ is None else environ, metrics)
