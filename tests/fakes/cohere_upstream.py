@@ -1,8 +1,9 @@
-"""Fake Cohere API v2: ``POST /v2/chat``, streaming as typed SSE events.
+"""Fake Cohere API v2: ``POST /v2/chat``, streaming as typed SSE events, and ``POST /v2/rerank``.
 
 A stream is ``message-start``, ``content-start``, ``content-delta``…, ``content-end``,
 ``message-end`` (finish reason and usage), each event's JSON carrying its own ``type``.
-Usage has ``billed_units`` and ``tokens``; ``cached_tokens`` sits beside them.
+Usage has ``billed_units`` and ``tokens``; ``cached_tokens`` sits beside them. A rerank answer
+lists ``results`` best first and bills one search unit, with the tokens read in ``meta``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class FakeCohere(FakeUpstream):
         super().__init__(api_key)
 
     def routes(self) -> Mapping[tuple[str, str], Handler]:
-        return {("POST", "/v2/chat"): self._chat}
+        return {("POST", "/v2/chat"): self._chat, ("POST", "/v2/rerank"): self._rerank}
 
     def error_reply(self, status: int, message: str | None = None) -> JsonReply:
         return JsonReply({"id": "err-fake", "message": message or f"error {status}"}, status)
@@ -63,6 +64,27 @@ class FakeCohere(FakeUpstream):
                 "finish_reason": "COMPLETE",
                 "message": {"role": "assistant", "content": [{"type": "text", "text": reply}]},
                 "usage": usage,
+            }
+        )
+
+    def _rerank(self, request: RecordedRequest) -> Reply:
+        body = request.json_object()
+        if c.is_missing_model(str(body.get("model"))):
+            return self.error_reply(404, f"model '{body.get('model')}' not found")
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or not documents:
+            return self.error_reply(400, "invalid request: query and documents are required")
+        texts = [str(document) for document in documents]
+        scored = c.rerank_scores(query, texts)[: body.get("top_n") or len(texts)]
+        return JsonReply(
+            {
+                "id": f"cohere-rerank-fake{self.next_id()}",
+                "results": [{"index": i, "relevance_score": score} for score, i in scored],
+                "meta": {
+                    "api_version": {"version": "2"},
+                    "billed_units": {"search_units": 1},
+                    "tokens": {"input_tokens": c.rerank_tokens(query, texts)},
+                },
             }
         )
 

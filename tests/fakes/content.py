@@ -104,6 +104,22 @@ def tool_arguments(user_text: str) -> dict[str, str]:
     return {"query": user_text}
 
 
+def rerank_scores(query: str, texts: list[str]) -> list[tuple[float, int]]:
+    """(score, index) best first: a document's score is the share of the query's words it has."""
+    words = set(query.lower().split())
+    scored = []
+    for index, text in enumerate(texts):
+        hits = len(words & set(text.lower().split()))
+        scored.append((round(hits / max(len(words), 1), 4), index))
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return scored
+
+
+def rerank_tokens(query: str, texts: list[str]) -> int:
+    """What a reranker reports reading: the query once per document, and every document."""
+    return count_words([query]) * len(texts) + count_words(texts)
+
+
 def embedding_vector(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
     """A deterministic unit-norm vector for ``text``."""
     raw: list[float] = []

@@ -129,12 +129,7 @@ class OpenAIMediaRoutes(FakeUpstream):
         if not isinstance(query, str) or not isinstance(documents, list) or not documents:
             return self.error_reply(400, "query and documents are required")
         texts = [d["text"] if isinstance(d, dict) else str(d) for d in documents]
-        words = set(query.lower().split())
-        scored = []
-        for index, text in enumerate(texts):
-            hits = len(words & set(text.lower().split()))
-            scored.append((round(hits / max(len(words), 1), 4), index))
-        scored.sort(key=lambda pair: (-pair[0], pair[1]))
+        scored = c.rerank_scores(query, texts)
         top_n = body.get("top_n") or len(scored)
         results: list[dict[str, Any]] = []
         for score, index in scored[:top_n]:
@@ -142,7 +137,7 @@ class OpenAIMediaRoutes(FakeUpstream):
             if body.get("return_documents", True) is not False:
                 result["document"] = {"text": texts[index]}
             results.append(result)
-        tokens = c.count_words([query]) * len(texts) + c.count_words(texts)
+        tokens = c.rerank_tokens(query, texts)
         return JsonReply(
             {
                 "id": f"rerank-fake{self.next_id()}",

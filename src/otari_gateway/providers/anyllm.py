@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import uuid
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -143,6 +144,8 @@ class AnyLLMProvider:
             reply = openai_json(result)
             if as_base64:
                 _encode_vectors(reply)
+        elif operation is Operation.RERANK:
+            reply = await self._rerank(client, params)
         else:
             params["stream"] = False
             reply = openai_json(await self._call(client.acompletion(**params)))
@@ -178,6 +181,17 @@ class AnyLLMProvider:
             yield openai_sse(first, chunks, include_usage=include_usage, next_chunk=self._next)
         finally:
             await aclose_quietly(chunks)
+
+    async def _rerank(self, client: AnyLLM, params: dict[str, Any]) -> dict[str, Any]:
+        """API.md's rerank answer from any-llm's: results best first, usage as reported."""
+        model = params.pop("model", None)
+        query = params.pop("query", None)
+        documents = [_document_text(item) for item in params.pop("documents", None) or ()]
+        result = await self._call(client.arerank(model, query, documents, **params))
+        reply = openai_json(result)
+        if not reply.get("id"):
+            reply["id"] = f"rerank-{uuid.uuid4().hex}"
+        return reply
 
     def _params(self, body: bytes) -> dict[str, Any]:
         """any-llm's keyword arguments for an OpenAI chat or embeddings body."""
@@ -227,6 +241,11 @@ def _set_default(args: dict[str, Any], dotted: str, value: Any) -> None:
         args[parent] = nested = dict(nested) if isinstance(nested, Mapping) else {}
         args = nested
     args.setdefault(name, value)
+
+
+def _document_text(item: Any) -> Any:
+    """Cohere-style ``{"text": …}`` documents as the plain strings any-llm takes."""
+    return item.get("text") if isinstance(item, Mapping) else item
 
 
 def _encode_vectors(reply: dict[str, Any]) -> None:

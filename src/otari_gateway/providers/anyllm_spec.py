@@ -22,6 +22,7 @@ class SdkSpec:
     """The ``otari-gateway[...]`` extra that installs its SDK (None: nothing to install)."""
     chat: bool = True
     embeddings: bool = False
+    rerank: bool = False
     boto: bool = False
     """The SDK is boto3: blocking streams run on a worker thread, and the instance's
     timeouts and a no-retry policy go into a botocore ``Config``."""
@@ -40,4 +41,6 @@ class SdkSpec:
         operations = {Operation.CHAT} if self.chat else set()
         if self.embeddings:
             operations.add(Operation.EMBEDDINGS)
+        if self.rerank:
+            operations.add(Operation.RERANK)
         return Capabilities(Wire.OPENAI, frozenset(operations))

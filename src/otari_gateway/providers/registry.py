@@ -114,7 +114,8 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
         "AWS_BEARER_TOKEN_BEDROCK",
     ),
     "cohere": _sdk(
-        SdkSpec("cohere", "cohere", embeddings=True, api_base_arg="base_url"), "COHERE_API_KEY"
+        SdkSpec("cohere", "cohere", embeddings=True, rerank=True, api_base_arg="base_url"),
+        "COHERE_API_KEY",
     ),
     "gemini": _sdk(SdkSpec("gemini", "gemini", embeddings=True), "GEMINI_API_KEY"),
     "huggingface": _sdk(SdkSpec("huggingface", "huggingface"), "HF_TOKEN"),
@@ -131,7 +132,9 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
         SdkSpec("vertexaianthropic", "vertexaianthropic", api_base_arg="base_url"), None
     ),
     "voyage": _sdk(
-        SdkSpec("voyage", "voyage", chat=False, embeddings=True),
+        SdkSpec(
+            "voyage", "voyage", chat=False, embeddings=True, rerank=True, api_base_arg="base_url"
+        ),
         "VOYAGE_API_KEY",
     ),
     "watsonx": _sdk(SdkSpec("watsonx", "watsonx"), "WATSONX_API_KEY"),
