@@ -95,6 +95,15 @@ def test_master_key_must_name_the_user(gateway: Gateway) -> None:
     assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("user", ["nul\x00byte", "u" * 256, "team/alice"])
+def test_a_named_user_no_user_id_can_be_is_a_400(gateway: Gateway, user: str) -> None:
+    # Such a user could never be stored on PostgreSQL (a 500 whose row failed the batch of
+    # every other user's rows) or addressed under /v1/users/.
+    with gateway.client(MASTER) as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="openai:gpt-4o-mini", messages=HI, user=user)
+    assert caught.value.body["param"] == "user"  # type: ignore[index]
+
+
 def test_key_user_mismatch_is_403(gateway: Gateway) -> None:
     with gateway.client(gateway.key(user_id="alice")) as client:
         _ok(client, user="alice")

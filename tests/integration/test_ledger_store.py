@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -208,6 +209,32 @@ async def test_writer_takes_what_is_queued_in_one_step(database_url: str) -> Non
             assert writer.pending == 70
             await writer.aclose()
         assert (await _user(db)).spend == D("0.000120")
+    finally:
+        await db.aclose()
+
+
+async def test_a_row_the_database_refuses_costs_only_that_row(database_url: str) -> None:
+    # A client-chosen model name longer than the column, or holding NUL, used to fail the
+    # whole batch on PostgreSQL: every other user's rows and spend in it were lost.
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget=None)
+        await write_batch(db, [_record(0, "0.000001")])
+        odd = replace(_record(1, "0.000001"), model="m\x00" + "x" * 300, endpoint="e" * 80)
+        # r0 again: a duplicate id, which no database takes.
+        batch = [_record(2, "0.000001"), odd, _record(0, "0.5"), _record(3, "0.000001")]
+        writer = UsageWriter(db, flush_interval=0.01)
+        for record in batch:
+            await writer.submit(record)
+        async with anyio.create_task_group() as group:
+            group.start_soon(writer.run)
+            await writer.aclose()
+        async with db.session() as session:
+            rows = {row.id: row for row in (await session.execute(select(UsageLog))).scalars()}
+        assert sorted(rows) == ["r0", "r1", "r2", "r3"]
+        assert rows["r1"].model == "m\ufffd" + "x" * 253
+        assert rows["r1"].endpoint == "e" * 64
+        assert (await _user(db)).spend == D("0.000004")
     finally:
         await db.aclose()
 

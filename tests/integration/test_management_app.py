@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import pytest
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.testclient import TestClient
@@ -230,3 +231,38 @@ def test_openapi_documents_bodies_responses_and_errors(database_url: str) -> Non
         assert name in components, name
     assert components["KeyOut"]["properties"]["spend"]["type"] == "number"
     assert "key" not in components["KeyOut"]["properties"]
+
+
+OUT_OF_RANGE = "9999-12-31T23:59:59-05:00"
+BAD_INPUTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("POST", "/v1/users", {"json": {"user_id": "nul\x00byte"}}),
+    ("POST", "/v1/users", {"json": {"user_id": "team/alice"}}),
+    ("POST", "/v1/keys", {"json": {"key_name": "nul\x00byte"}}),
+    ("POST", "/v1/keys", {"json": {"user_id": "u" * 256}}),
+    ("POST", "/v1/keys", {"json": {"expires_at": OUT_OF_RANGE}}),
+    ("POST", "/v1/pricing", {"json": {"model_key": "openai:m", "effective_at": OUT_OF_RANGE}}),
+    ("GET", "/v1/keys/%00", {}),
+    ("GET", "/v1/keys?skip=9223372036854775808", {}),
+    ("GET", "/v1/users?skip=100000000000000000000", {}),
+    ("GET", "/v1/usage?user_id=a%00b", {}),
+    ("GET", f"/v1/usage?start_date={OUT_OF_RANGE}", {}),
+    ("GET", "/v1/usage?start_date=0001-01-01T00:00:00%2B01:00", {}),
+    ("GET", "/v1/usage?status=bogus", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs"), BAD_INPUTS)
+def test_inputs_no_database_can_hold_are_a_400(
+    database_url: str, method: str, url: str, kwargs: dict[str, Any]
+) -> None:
+    # NUL and out-of-range values used to reach the database: a 500 on PostgreSQL (and for
+    # dates and offsets on both), where a client error names what is wrong.
+    with management_app(database_url) as api:
+        message = api.error(400, method, url, **kwargs)
+        assert "internal" not in message
+
+
+def test_a_bare_end_date_at_the_end_of_time_is_accepted(database_url: str) -> None:
+    with management_app(database_url) as api:
+        add_usage(api, usage_log())
+        assert len(api.ok("GET", "/v1/usage?end_date=9999-12-31")) == 1

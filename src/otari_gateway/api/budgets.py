@@ -7,10 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.budgets import (
     BudgetPatch,
     BudgetService,
@@ -20,8 +22,6 @@ from otari_gateway.control.budgets import (
 )
 from otari_gateway.control.values import MAX_INT, MAX_USD, Page
 
-Skip = Annotated[int, Query(ge=0, description="Rows to skip")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return (1-1000)")]
 Usd = Annotated[Decimal | None, Field(ge=0, le=MAX_USD, description="USD per user; null: uncapped")]
 Seconds = Annotated[
     int | None, Field(gt=0, le=MAX_INT, description="Rolling period; excludes reset_alignment")
@@ -32,14 +32,14 @@ Alignment = Annotated[
 ]
 
 
-class BudgetCreateIn(BaseModel):
+class BudgetCreateIn(ManagementInput):
     name: str | None = Field(default=None, max_length=255)
     max_budget: Usd = None
     budget_duration_sec: Seconds = None
     reset_alignment: Alignment = None
 
 
-class BudgetPatchIn(BaseModel):
+class BudgetPatchIn(ManagementInput):
     """Only the fields sent change; the resulting period must still have one source."""
 
     name: str | None = Field(default=None, max_length=255)
@@ -79,7 +79,9 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 
 def budgets_router(service: BudgetService, require_master: Callable[..., Any]) -> APIRouter:
     router = APIRouter(
-        prefix="/v1/budgets", tags=["budgets"], dependencies=[Depends(require_master)]
+        prefix="/v1/budgets",
+        tags=["budgets"],
+        dependencies=[Depends(require_master), Depends(no_nul_in_url)],
     )
 
     @router.post("", response_model=BudgetOut, responses=_INVALID)

@@ -10,15 +10,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.keys import CreatedKey, KeyPatch, KeyService, KeyView, NewKey
-from otari_gateway.control.values import MAX_INT, MAX_USD, Page
+from otari_gateway.control.values import MAX_INT, MAX_USD, USER_ID_PATTERN, USER_ID_RULE, Page
 
-Skip = Annotated[int, Query(ge=0, description="Rows to skip")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return (1-1000)")]
 AllowedModels = Annotated[
     list[str] | None,
     Field(
@@ -31,13 +31,12 @@ Seconds = Annotated[int | None, Field(gt=0, le=MAX_INT, description="Rolling per
 PerMinute = Annotated[int | None, Field(gt=0, le=MAX_INT, description="null: no limit")]
 
 
-class KeyCreateIn(BaseModel):
+class KeyCreateIn(ManagementInput):
     key_name: str | None = Field(default=None, max_length=255)
     user_id: str | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
-        description="Owner; absent: user 'default'; unknown: created",
+        pattern=USER_ID_PATTERN,
+        description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created",
     )
     expires_at: datetime | None = Field(default=None, description="Future instant; naive: UTC")
     allowed_models: AllowedModels = None
@@ -48,7 +47,7 @@ class KeyCreateIn(BaseModel):
     tpm_limit: PerMinute = None
 
 
-class KeyPatchIn(BaseModel):
+class KeyPatchIn(ManagementInput):
     """Only the fields sent change; ``null`` clears a nullable one."""
 
     key_name: str | None = Field(default=None, max_length=255)
@@ -94,7 +93,11 @@ _INVALID: dict[int | str, dict[str, Any]] = {400: {"description": "Invalid field
 
 
 def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1/keys", tags=["keys"], dependencies=[Depends(require_master)])
+    router = APIRouter(
+        prefix="/v1/keys",
+        tags=["keys"],
+        dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+    )
 
     @router.post(
         "",

@@ -15,13 +15,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
 from otari_gateway.control.pricing import NewPrice, PriceView, PricingService
 from otari_gateway.control.values import MAX_USD
 
 Rate = Annotated[Decimal | None, Field(ge=0, le=MAX_USD)]
 
 
-class PriceIn(BaseModel):
+class PriceIn(ManagementInput):
     """At least one price field is required."""
 
     model_key: str = Field(min_length=3, max_length=255, description="'provider:model'")
@@ -63,7 +64,9 @@ def pricing_router(
     require_master: Callable[..., Any],
     require_caller: Callable[..., Any],
 ) -> APIRouter:
-    router = APIRouter(prefix="/v1/pricing", tags=["pricing"])
+    router = APIRouter(
+        prefix="/v1/pricing", tags=["pricing"], dependencies=[Depends(no_nul_in_url)]
+    )
     master = [Depends(require_master)]
     caller = [Depends(require_caller)]
 

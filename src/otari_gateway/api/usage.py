@@ -15,12 +15,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
+from otari_gateway.api.inputs import no_nul_in_url
+from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.usage import UsageFilter, UsageRowView, UsageService, UsageSummary
-from otari_gateway.control.values import Page
+from otari_gateway.control.values import Page, as_utc
 from otari_gateway.errors import InvalidRequest
 
-Skip = Annotated[int, Query(ge=0, description="Rows to skip")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return (1-1000)")]
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -102,14 +102,21 @@ def parse_instant(name: str, value: str | None, *, end: bool) -> datetime | None
         return None
     try:
         if _BARE_DATE.match(value):
-            day = date.fromisoformat(value) + timedelta(days=1 if end else 0)
-            return datetime.combine(day, time(), tzinfo=UTC)
+            day = date.fromisoformat(value)
+            start = datetime.combine(day, time(), tzinfo=UTC)
+            return start + timedelta(days=1) if end else start
         moment = datetime.fromisoformat(value)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise InvalidRequest(
             f"{name} must be an ISO 8601 date or datetime, got '{value}'", param=name
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        # The day after 9999-12-31: an end of range later than any row.
+        return datetime.max.replace(tzinfo=UTC)
+    try:
+        return as_utc(moment)
+    except InvalidRequest:
+        raise InvalidRequest(f"{name} {value} is out of the supported range", param=name) from None
 
 
 async def row_filter(
@@ -122,7 +129,9 @@ async def row_filter(
     ] = None,
     model: Annotated[str | None, Query(description="Bare upstream model")] = None,
     api_key_id: Annotated[str | None, Query()] = None,
-    status: Annotated[str | None, Query(description="success or error")] = None,
+    status: Annotated[
+        Literal["success", "error"] | None, Query(description="success or error")
+    ] = None,
 ) -> UsageFilter:
     """The filters every usage listing takes, except ``user_id``."""
     return UsageFilter(
@@ -142,7 +151,11 @@ async def usage_filter(
 
 
 def usage_router(service: UsageService, require_master: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1/usage", tags=["usage"], dependencies=[Depends(require_master)])
+    router = APIRouter(
+        prefix="/v1/usage",
+        tags=["usage"],
+        dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+    )
     invalid: dict[int | str, dict[str, Any]] = {
         400: {"description": "Invalid filter or page bounds"}
     }

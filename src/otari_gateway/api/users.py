@@ -6,25 +6,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.api.usage import UsageRowOut, row_filter
 from otari_gateway.control.usage import UsageFilter, UsageRowView
 from otari_gateway.control.users import NewUser, UserPatch, UserService, UserView
-from otari_gateway.control.values import Page
+from otari_gateway.control.values import USER_ID_PATTERN, USER_ID_RULE, Page
 
-Skip = Annotated[int, Query(ge=0, description="Rows to skip")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Rows to return (1-1000)")]
 AllowedModels = Annotated[
     list[str] | None,
     Field(description="Default for the user's keys; null: any model; []: none"),
 ]
 
 
-class UserCreateIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=255)
+class UserCreateIn(ManagementInput):
+    user_id: str = Field(pattern=USER_ID_PATTERN, description=USER_ID_RULE)
     alias: str | None = Field(default=None, max_length=255)
     budget_id: str | None = Field(default=None, description="An existing budget (404 if not)")
     blocked: bool = False
@@ -32,7 +32,7 @@ class UserCreateIn(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class UserPatchIn(BaseModel):
+class UserPatchIn(ManagementInput):
     """Only the fields sent change; ``budget_id: null`` detaches the budget."""
 
     alias: str | None = Field(default=None, max_length=255)
@@ -62,7 +62,11 @@ _INVALID: dict[int | str, dict[str, Any]] = {400: {"description": "Invalid field
 
 
 def users_router(service: UserService, require_master: Callable[..., Any]) -> APIRouter:
-    router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(require_master)])
+    router = APIRouter(
+        prefix="/v1/users",
+        tags=["users"],
+        dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+    )
 
     @router.post(
         "",

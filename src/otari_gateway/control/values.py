@@ -37,7 +37,11 @@ def as_utc(moment: datetime) -> datetime:
     """Aware UTC; a naive datetime from a client is read as UTC (the API's rule)."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 9999-12-31T23:59:59-05:00 is a valid datetime whose UTC instant is not.
+        raise InvalidRequest(f"{moment.isoformat()} is out of the supported range") from None
 
 
 def future_expiry(moment: datetime | None, now: datetime) -> datetime | None:
@@ -75,5 +79,10 @@ def check_allowed_models(models: Sequence[str] | None) -> list[str] | None:
 
 # Storage bounds: ``Money`` is NUMERIC(20, 6) (int64 micro-dollars on SQLite) and counters
 # are 32-bit INTEGER columns, so larger values are refused as a 400, not a database error.
+# A user id is addressed in URL paths (/v1/users/{user_id}), where "/" cannot appear, and
+# stored in 255-character columns that PostgreSQL keeps free of NUL.
+USER_ID_PATTERN = r"^[^/\x00]{1,255}$"
+USER_ID_RULE = "1-255 characters, without '/' or NUL"
+
 MAX_USD = Decimal(10**12)
 MAX_INT = 2**31 - 1

@@ -9,6 +9,7 @@ every budget that applies.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,6 +19,7 @@ from otari_gateway.billing.ledger import Hold, Ledger
 from otari_gateway.billing.pricing import PriceBook
 from otari_gateway.config import GatewayConfig
 from otari_gateway.control.keys import hash_key
+from otari_gateway.control.values import USER_ID_PATTERN, USER_ID_RULE
 from otari_gateway.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -112,6 +114,9 @@ def model_allowed(patterns: tuple[str, ...] | None, target: Target, requested: s
             if pattern == name or (pattern.endswith("*") and name.startswith(pattern[:-1])):
                 return True
     return False
+
+
+_USER_ID = re.compile(USER_ID_PATTERN)
 
 
 def _named_user(request: GatewayRequest) -> str | None:
@@ -259,6 +264,8 @@ class Admission:
                     param=where,
                     code="user_required",
                 )
+            if _USER_ID.fullmatch(named) is None:
+                raise InvalidRequest(f"'{where}' must be a user id: {USER_ID_RULE}", param=where)
             return named
         assert caller.user_id is not None
         if named is not None and named != caller.user_id and self._config.reject_user_mismatch:

@@ -22,7 +22,7 @@ from typing import Any, cast
 import anyio
 import structlog
 from sqlalchemy import ColumnElement, Table, insert, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from otari_gateway.store.database import Database
@@ -33,6 +33,9 @@ log = structlog.get_logger(__name__)
 
 ZERO = Decimal(0)
 _RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+# PostgreSQL SQLSTATE classes of errors a row's own values cause (data exception, integrity
+# constraint violation): retrying cannot help, and the rest of its batch must not pay for it.
+_ROW_ERROR_CLASSES = ("22", "23")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +63,9 @@ class UsageRecord:
             "user_id": self.user_id,
             "api_key_id": self.api_key_id,
             "timestamp": self.timestamp,
-            "model": self.model,
-            "provider": self.provider,
-            "endpoint": self.endpoint,
+            "model": _fit(self.model, _NAME_CHARS),
+            "provider": None if self.provider is None else _fit(self.provider, _NAME_CHARS),
+            "endpoint": _fit(self.endpoint, _ENDPOINT_CHARS),
             "prompt_tokens": self.usage.prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,
             "total_tokens": self.usage.total_tokens,
@@ -71,10 +74,29 @@ class UsageRecord:
             "reasoning_tokens": self.usage.reasoning_tokens,
             "cost": self.cost,
             "status": self.status,
-            "error_message": self.error_message,
+            "error_message": None if self.error_message is None else _fit(self.error_message),
             "status_code": self.status_code,
             "latency_ms": self.latency_ms,
         }
+
+
+# The column widths of usage_logs (models.py).
+_NAME_CHARS = 255
+_ENDPOINT_CHARS = 64
+
+
+def _fit(text: str, limit: int | None = None) -> str:
+    """``text`` as a column can hold it: a client names the model, and PostgreSQL refuses a
+    NUL character or a value longer than the column, which would fail the whole batch."""
+    return text.replace("\x00", "\ufffd")[:limit]
+
+
+def _row_error(exc: SQLAlchemyError) -> bool:
+    """Whether the database refused the rows' values rather than failed (locked, down)."""
+    if isinstance(exc, DataError | IntegrityError):
+        return True
+    state = getattr(exc.orig, "sqlstate", None) if isinstance(exc, DBAPIError) else None
+    return isinstance(state, str) and state.startswith(_ROW_ERROR_CLASSES)
 
 
 _users = cast(Table, User.__table__)
@@ -209,21 +231,36 @@ class UsageWriter:
 
     async def _write_with_retries(self, batch: list[UsageRecord]) -> None:
         try:
-            for delay in (*_RETRY_DELAYS, None):
-                try:
-                    await write_batch(self._db, batch)
-                    return
-                except SQLAlchemyError as exc:
-                    if delay is None:
-                        log.error("usage.write_failed", rows=len(batch), error=type(exc).__name__)
-                        return
-                    log.warning("usage.write_retry", rows=len(batch), error=type(exc).__name__)
-                    await anyio.sleep(delay)
+            await self._persist(batch)
         finally:
             # Written or dropped, the batch no longer needs its leases: a dropped charge
             # never left them, and closing them gives its cost back, as it should.
             if self._on_written is not None:
                 self._on_written(batch)
+
+    async def _persist(self, batch: list[UsageRecord]) -> None:
+        for delay in (*_RETRY_DELAYS, None):
+            try:
+                await write_batch(self._db, batch)
+                return
+            except SQLAlchemyError as exc:
+                if _row_error(exc):
+                    await self._persist_apart(batch, exc)
+                    return
+                if delay is None:
+                    log.error("usage.write_failed", rows=len(batch), error=type(exc).__name__)
+                    return
+                log.warning("usage.write_retry", rows=len(batch), error=type(exc).__name__)
+                await anyio.sleep(delay)
+
+    async def _persist_apart(self, batch: list[UsageRecord], exc: SQLAlchemyError) -> None:
+        """One row the database refuses costs only that row: the rest are written one by one."""
+        if len(batch) == 1:
+            log.error("usage.row_refused", request_id=batch[0].id, error=type(exc).__name__)
+            return
+        log.warning("usage.batch_refused", rows=len(batch), error=type(exc).__name__)
+        for record in batch:
+            await self._persist([record])
 
 
 async def write_batch(db: Database, batch: Sequence[UsageRecord]) -> None:
