@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otari_gateway.errors import InvalidRequest
+from otari_gateway.errors import InvalidRequest, UpstreamError
 from otari_gateway.pipeline.form import FormFile
 
 GATEWAY_ONLY_FIELDS = ("guardrails", "mcp_servers", "max_tool_iterations")
+# The README's built-in tools, run by the gateway rather than the model's provider.
+_BUILT_IN_TOOLS = frozenset({"otari_code_execution", "otari_web_search"})
 
 
 def _model(body: Mapping[str, Any]) -> str:
@@ -58,9 +60,47 @@ def _messages(body: Mapping[str, Any], *, roles: frozenset[str] | None = None) -
             )
 
 
+def _gateway_features(body: Mapping[str, Any]) -> None:
+    """Refuse what this gateway cannot do yet rather than call the provider without it.
+
+    A guardrail in ``block`` mode promises the provider never sees flagged input; forwarding
+    the request unchecked would break that promise silently, so every request naming one
+    gets the answer the contract gives when the guardrails service is down (502). MCP
+    servers and the built-in tools would be dropped or sent to a provider that rejects them.
+    """
+    guardrails = body.get("guardrails")
+    if guardrails is not None:
+        if not isinstance(guardrails, list) or not all(
+            isinstance(entry, dict) and isinstance(entry.get("profile"), str)
+            for entry in guardrails
+        ):
+            raise InvalidRequest(
+                "'guardrails' must be an array of objects with a string 'profile'",
+                param="guardrails",
+            )
+        if guardrails:
+            raise UpstreamError(
+                "guardrails were requested but no guardrails service is available to this "
+                "gateway; the request was not sent to the provider",
+                param="guardrails",
+                code="guardrails_unavailable",
+            )
+    if body.get("mcp_servers"):
+        raise InvalidRequest("'mcp_servers' is not supported by this gateway", param="mcp_servers")
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for index, tool in enumerate(tools):
+            if isinstance(tool, dict) and tool.get("type") in _BUILT_IN_TOOLS:
+                raise InvalidRequest(
+                    f"built-in tool '{tool['type']}' is not available on this gateway",
+                    param=f"tools[{index}]",
+                )
+
+
 def check_chat(body: Mapping[str, Any]) -> tuple[str, bool]:
     """``/v1/chat/completions``: returns (model, stream)."""
     model = _model(body)
+    _gateway_features(body)
     _messages(body)
     stream = _stream(body)
     options = body.get("stream_options")
@@ -75,6 +115,7 @@ _MESSAGES_ROLES = frozenset({"user", "assistant"})
 def check_messages(body: Mapping[str, Any]) -> tuple[str, bool]:
     """``/v1/messages``: returns (model, stream)."""
     model = _model(body)
+    _gateway_features(body)
     max_tokens = body.get("max_tokens")
     if max_tokens is None:
         raise InvalidRequest("max_tokens: Field required", param="max_tokens")
@@ -102,6 +143,7 @@ def check_count_tokens(body: Mapping[str, Any]) -> str:
 def check_responses(body: Mapping[str, Any]) -> tuple[str, bool]:
     """``/v1/responses``: returns (model, stream)."""
     model = _model(body)
+    _gateway_features(body)
     value = body.get("input")
     if value is not None and not isinstance(value, str | list):
         raise InvalidRequest("'input' must be a string or an array", param="input")
