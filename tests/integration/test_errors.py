@@ -697,6 +697,10 @@ def test_dead_upstream_is_502(stack: Stack) -> None:
         client.chat.completions.create(model="dead:gpt-4o", messages=USER_HI)
     assert caught.value.status_code == 502
     sdk_body(caught.value)
+    # What kind of failure, not the HTTP client's debug dump (URLs, ports, addresses).
+    assert caught.value.message.endswith(
+        "provider 'dead' could not be reached: the connection was refused or failed"
+    )
     raw = post_json(stack, CHAT, {"model": "dead:gpt-4o", "messages": USER_HI, "stream": True})
     openai_error(raw, 502)
     anthropic_error(post_json(stack, MESSAGES, {**MESSAGES_BODY, "model": "dead:gpt-4o"}), 502)

@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+import structlog
 import wreq
 import wreq.exceptions
 from wreq.redirect import Policy
@@ -38,6 +39,8 @@ from otari_gateway.errors import (
     UpstreamTimeout,
 )
 from otari_gateway.providers.base import Operation, UpstreamReply
+
+log = structlog.get_logger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_MESSAGE_CHARS = 1000
@@ -232,8 +235,14 @@ class HttpUpstream:
         )
 
     def _unreachable(self, exc: Exception) -> UpstreamError:
-        reason = client_message(str(exc), self._secrets)
-        return UpstreamError(f"could not reach provider '{self.instance}': {reason}")
+        # The HTTP client's own text is a debug dump (URLs, local ports, addresses): it goes
+        # to the log for the operator, and the client gets what kind of failure it was.
+        log.warning(
+            "upstream.transport_error",
+            instance=self.instance,
+            error=client_message(str(exc), self._secrets)[:_MAX_LOGGED_ERROR],
+        )
+        return UpstreamError(f"provider '{self.instance}' {_transport_failure(exc)}")
 
     async def _failure(self, resp: wreq.Response, status: int) -> GatewayError:
         try:
@@ -330,3 +339,20 @@ def map_status(
     if status in (408, 504):
         return UpstreamTimeout(f"provider '{instance}' timed out: {message}")
     return UpstreamError(f"provider '{instance}' failed (HTTP {status}): {message}")
+
+
+_MAX_LOGGED_ERROR = 2_000
+
+
+def _transport_failure(exc: Exception) -> str:
+    """What went wrong on the way to the provider, in words safe to show a client."""
+    if isinstance(exc, wreq.exceptions.TlsError):
+        return "could not be reached: the TLS handshake failed"
+    if isinstance(exc, wreq.exceptions.ConnectionResetError):
+        return "closed the connection before answering"
+    if isinstance(exc, wreq.exceptions.ConnectionError | wreq.exceptions.ProxyConnectionError):
+        text = str(exc).lower()
+        if "dns" in text or "resolve" in text or "lookup" in text:
+            return "could not be reached: its host name did not resolve"
+        return "could not be reached: the connection was refused or failed"
+    return "could not be reached, or closed the connection before answering"
