@@ -111,6 +111,25 @@ def test_key_user_mismatch_is_403(gateway: Gateway) -> None:
             client.chat.completions.create(model="openai:gpt-4o-mini", messages=HI, user="bob")
 
 
+def test_anthropic_end_user_id_is_not_the_keys_user(gateway: Gateway) -> None:
+    # Anthropic clients fill metadata.user_id with their own opaque end-user id.
+    key = gateway.key(user_id="dora")
+    with anthropic.Anthropic(
+        api_key=key, base_url=gateway.process.base_url, max_retries=0
+    ) as client:
+        reply = client.messages.create(
+            model="openai:gpt-4o-mini",
+            max_tokens=8,
+            messages=HI,
+            metadata={"user_id": "user_0f3a9c-session-7"},
+        )
+    assert reply.content
+    deadline = time.monotonic() + 2
+    while gateway.call("GET", "/v1/users/dora")["spend"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gateway.call("GET", "/v1/users/dora")["spend"] > 0
+
+
 def test_allowed_models_and_blocked_users(gateway: Gateway) -> None:
     key = gateway.key(user_id="carol", allowed_models=["openai:gpt-4o*"])
     with gateway.client(key) as client:

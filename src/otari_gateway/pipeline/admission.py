@@ -252,8 +252,13 @@ class Admission:
 
     def billed_user(self, request: GatewayRequest) -> str:
         """The user a request is billed to: the key's, or the one a master-key request names."""
-        where = "metadata.user_id" if request.surface is Surface.MESSAGES else "user"
-        return self.acting_user(request.caller, _named_user(request), where)
+        if request.surface is not Surface.MESSAGES:
+            return self.acting_user(request.caller, _named_user(request), "user")
+        # Anthropic's metadata.user_id is an opaque end-user id that clients set routinely
+        # (Claude Code does): it names the user to bill only for the master key, and a
+        # virtual key's request is never refused over it.
+        named = _named_user(request) if request.caller.is_master else None
+        return self.acting_user(request.caller, named, "metadata.user_id")
 
     def acting_user(self, caller: Caller, named: str | None, where: str) -> str:
         """The key's user, or for the master key the user ``named`` (found at ``where``)."""
