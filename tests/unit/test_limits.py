@@ -72,7 +72,7 @@ async def test_rpm_allows_n_then_refuses(limiter: InMemoryLimiter) -> None:
     assert refused.headers() == {
         "X-RateLimit-Limit": "3",
         "X-RateLimit-Remaining": "0",
-        "X-RateLimit-Reset": "60",
+        "X-RateLimit-Reset": "120",
         "Retry-After": str(refused.retry_after),
     }
 
@@ -85,7 +85,7 @@ async def test_allowed_headers_carry_no_retry_after(
     assert decision.headers() == {
         "X-RateLimit-Limit": "10",
         "X-RateLimit-Remaining": "9",
-        "X-RateLimit-Reset": "15",
+        "X-RateLimit-Reset": "75",
     }
 
 
@@ -99,6 +99,23 @@ async def test_retry_after_is_when_the_request_fits(
     assert not (await limiter.acquire("k", rpm=3, tpm=None, tokens=0)).allowed
     clock.advance(1)
     assert (await limiter.acquire("k", rpm=3, tpm=None, tokens=0)).allowed
+
+
+@pytest.mark.parametrize("start", [0.0, 25.0, 59.5])
+async def test_after_reset_seconds_the_whole_quota_is_back(
+    limiter: InMemoryLimiter, clock: FakeClock, start: float
+) -> None:
+    # Reset used to be the end of the fixed window; a client that waited that long was
+    # refused again, with a later Retry-After.
+    clock.advance(start)
+    last = await limiter.acquire("k", rpm=1, tpm=None, tokens=0)
+    refused = await limiter.acquire("k", rpm=1, tpm=None, tokens=0)
+    assert not refused.allowed
+    assert last.reset_seconds >= refused.retry_after
+    clock.advance(last.reset_seconds)
+    decision = await limiter.acquire("k", rpm=1, tpm=None, tokens=0)
+    assert (decision.allowed, decision.remaining) == (True, 0)
+    assert (await limiter.acquire("k", rpm=5, tpm=None, tokens=0)).remaining == 3
 
 
 async def test_no_limits_is_unlimited_and_untracked(limiter: InMemoryLimiter) -> None:

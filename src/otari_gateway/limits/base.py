@@ -33,7 +33,7 @@ from typing import Protocol
 class LimitDecision:
     """The outcome of one ``acquire`` against one limit (or the tighter of two).
 
-    ``reset_seconds`` is the time until the current window closes; ``retry_after`` is the
+    ``reset_seconds`` is the time until the whole quota is back; ``retry_after`` is the
     time until this same request would fit (0 when allowed). ``limit == 0`` with ``allowed``
     means "no limit configured": no headers.
     """

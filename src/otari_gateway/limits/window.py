@@ -85,9 +85,22 @@ def judge(limit: int, previous: int, current: int, cost: int, elapsed_ms: int) -
         allowed=allowed,
         limit=max(limit, 0),
         remaining=max(0, (limit * WINDOW_MS - spent) // WINDOW_MS),
-        reset_seconds=_ceil_seconds(WINDOW_MS - elapsed_ms),
+        reset_seconds=_until_empty(previous, current + (cost if allowed else 0), elapsed_ms),
         retry_after=retry,
     )
+
+
+def _until_empty(previous: int, current: int, elapsed_ms: int) -> int:
+    """Seconds until the whole quota is back (OpenAI's meaning of a reset).
+
+    Not the end of the current window: this window's count still weighs on the next one,
+    so a client that waited only that long would be refused again (its Retry-After later).
+    """
+    if current > 0:
+        return _ceil_seconds(2 * WINDOW_MS - elapsed_ms)
+    if previous > 0:
+        return _ceil_seconds(WINDOW_MS - elapsed_ms)
+    return 0
 
 
 def decide(
