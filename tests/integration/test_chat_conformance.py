@@ -440,6 +440,24 @@ def test_request_id_header(stack: Stack) -> None:
     assert first != second
 
 
+def test_each_sdk_reads_the_request_id_where_it_looks(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert raw.parse()._request_id == raw.headers["x-otari-request-id"]
+        with pytest.raises(openai.NotFoundError) as missing:
+            client.chat.completions.create(
+                model="openai:missing-model", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert missing.value.request_id == missing.value.response.headers["x-otari-request-id"]
+    with stack.anthropic_client() as claude:
+        message = claude.messages.with_raw_response.create(
+            model=MODEL, max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert message.parse()._request_id == message.headers["x-otari-request-id"]
+
+
 def test_request_id_header_on_stream(stack: Stack) -> None:
     with (
         stack.openai_client() as client,

@@ -31,11 +31,19 @@ from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_
 log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Otari-Request-ID"
+# Where each official SDK looks for a request id (``response._request_id``, and on errors
+# ``request_id``): OpenAI's reads x-request-id, Anthropic's request-id.
+_SDK_REQUEST_ID_HEADERS = {"openai": "x-request-id", "anthropic": "request-id"}
 
 
 class Envelope(Enum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+
+
+def request_id_headers(request_id: str, envelope: Envelope) -> dict[str, str]:
+    """The gateway's request id (the usage row's id), also where the surface's SDK reads it."""
+    return {REQUEST_ID_HEADER: request_id, _SDK_REQUEST_ID_HEADERS[envelope.value]: request_id}
 
 
 def error_response(
@@ -47,7 +55,7 @@ def error_response(
     )
     headers = dict(error.headers)
     if request_id:
-        headers[REQUEST_ID_HEADER] = request_id
+        headers.update(request_id_headers(request_id, envelope))
     return Response(
         orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
     )

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from otari_gateway.api.body import read_body, read_json_object, wanted_headers
-from otari_gateway.api.errors import REQUEST_ID_HEADER, Envelope, error_response
+from otari_gateway.api.errors import Envelope, error_response, request_id_headers
 from otari_gateway.api.services import Services
 from otari_gateway.api.sse import SSEResponse
 from otari_gateway.errors import GatewayError, InternalError
@@ -64,7 +64,8 @@ def generation_routes(services: Services) -> list[BaseRoute]:
 
     async def run(request: GatewayRequest) -> Response:
         result = await services.runtime.pipeline.run(request)
-        headers = {REQUEST_ID_HEADER: request.request_id, **result.headers}
+        envelope = Envelope.ANTHROPIC if request.surface is Surface.MESSAGES else Envelope.OPENAI
+        headers = {**request_id_headers(request.request_id, envelope), **result.headers}
         if isinstance(result, JSONResult):
             return Response(
                 result.body,
@@ -98,7 +99,9 @@ def generation_routes(services: Services) -> list[BaseRoute]:
         counter = services.runtime.tokenizers.counter(target.model)
         payload = orjson.dumps({"input_tokens": await count_input_tokens(body, counter)})
         return Response(
-            payload, media_type="application/json", headers={REQUEST_ID_HEADER: request_id}
+            payload,
+            media_type="application/json",
+            headers=request_id_headers(request_id, Envelope.ANTHROPIC),
         )
 
     async def responses(request: Request, request_id: str) -> Response:
