@@ -5,7 +5,8 @@ passthrough and translated) must leave exactly one ``/v1/usage`` row carrying th
 upstream's token counts, the bare upstream model, the instance name (aliases resolved) and
 a cost equal to price × tokens; the cost must be in the user's ``spend`` once the row is
 readable. Streams settle before their terminal event, so a client that hangs up at ``[DONE]``
-is billed within a second; an upstream failure is recorded at no cost with the hold released;
+is billed within a second; an upstream failure before any output is recorded at no cost with
+the hold released, one cut short after output is billed for it;
 a client that leaves mid-stream is billed at least for its input, and one that leaves while
 its stream is being settled (just before the terminal event) is still settled exactly once.
 
@@ -514,6 +515,35 @@ def test_upstream_error_row_costs_nothing_and_releases_the_hold(
     user = _wait_user(stack.base_url, BUDGETED, lambda u: _money(u["reserved"]) == 0, 1.0)
     assert _money(user["reserved"]) == 0, "the failed request's hold was not released"
     assert _money(user["spend"]) == spend_before
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_stream_cut_short_is_billed_for_what_reached_the_client(
+    stack: Stack, budgeted_key: str, provider: str
+) -> None:
+    # The upstream died after output reached the client. OpenAI reports usage only at the
+    # end (so this used to cost 0); Anthropic only its running count. The provider bills
+    # the input and what it generated: the relayed events stand in for the missing count.
+    fake = stack.openai_fake if provider == "openai" else stack.anthropic_fake
+    model = "gpt-4o-mini" if provider == "openai" else "claude-sonnet-4-5"
+    fake.drop_stream_next(after_events=8)
+    with stack.openai_client(api_key=budgeted_key) as client:
+        stream = client.chat.completions.create(
+            model=f"{provider}:{model}",
+            messages=[{"role": "user", "content": WORDS}],
+            stream=True,
+        )
+        with pytest.raises(openai.APIError):
+            for _ in stream:
+                pass
+        request_id = stream.response.headers[REQUEST_ID]
+    row, _ = _wait_row(stack.base_url, BUDGETED, request_id)
+    assert (row["status"], row["status_code"]) == ("error", 502)
+    assert row["prompt_tokens"] >= PROMPT
+    assert 3 <= row["completion_tokens"] <= 8
+    assert _money(row["cost"]) > 0
+    user = _wait_user(stack.base_url, BUDGETED, lambda u: _money(u["reserved"]) == 0, 1.0)
+    assert _money(user["reserved"]) == 0
 
 
 def test_a_budgeted_success_is_billed_and_its_hold_released(

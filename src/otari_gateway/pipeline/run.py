@@ -187,10 +187,15 @@ class Pipeline:
     ) -> AsyncGenerator[bytes, None]:
         splitter = SSESplitter()
         settled = False
+        delivered = 0
         try:
             try:
                 async for chunk in chunks:
-                    out = [b for event in splitter.feed(chunk) for b in processor.feed(event)]
+                    out: list[bytes] = []
+                    for event in splitter.feed(chunk):
+                        if produced := processor.feed(event):
+                            out.extend(produced)
+                            delivered += 1
                     if out:
                         yield b"".join(out)
                 tail = [b for event in splitter.flush() for b in processor.feed(event)]
@@ -205,7 +210,15 @@ class Pipeline:
                 error = _as_gateway_error(exc, request)
                 settled = True
                 await self._settle_shielded(
-                    Outcome(request, target, admitted, processor.usage, error.status, error.message)
+                    Outcome(
+                        request,
+                        target,
+                        admitted,
+                        processor.usage,
+                        error.status,
+                        error.message,
+                        delivered_events=delivered,
+                    )
                 )
                 yield processor.error_event(error)
                 return
@@ -223,6 +236,7 @@ class Pipeline:
                             processor.usage,
                             CLIENT_CLOSED,
                             "client disconnected",
+                            delivered_events=delivered,
                         )
                     )
                 await stack.aclose()

@@ -9,7 +9,7 @@ request's hold, to release) to the batched usage writer.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from otari_gateway.billing.cost import cost_of
@@ -35,6 +35,8 @@ class Outcome:
     error: str | None = None
     # Known even when admission refused the request (it is the first thing settled).
     user_id: str | None = None
+    # Upstream stream events that reached the client before a stream was cut short.
+    delivered_events: int = 0
 
     @property
     def latency_ms(self) -> int:
@@ -45,14 +47,40 @@ def charged_usage(outcome: Outcome) -> Usage | None:
     """What to bill: the reported usage; where the upstream did the work but no usage
     arrived (a provider that reports none, such as Liner, or a client that left first), at
     least the input counted at admission, so such requests still draw on their budgets and
-    pay any per-request price; nothing for an upstream failure."""
+    pay any per-request price; nothing for an upstream failure that delivered nothing."""
     usage = outcome.usage
-    if usage is not None and not (usage == _NOTHING and outcome.request.surface in _TOKEN_SURFACES):
+    reported = usage is not None and not (
+        usage == _NOTHING and outcome.request.surface in _TOKEN_SURFACES
+    )
+    if outcome.delivered_events:
+        return _cut_short(outcome, usage if reported else None)
+    if reported:
         return usage
     worked = outcome.status < 400 or outcome.status == CLIENT_CLOSED
     if worked and outcome.admitted is not None:
         return Usage(prompt_tokens=outcome.admitted.input_tokens)
     return None
+
+
+def _cut_short(outcome: Outcome, usage: Usage | None) -> Usage:
+    """A stream that ended early (the upstream died, or the client left) after output reached
+    the client: the provider bills the input and what it generated, but reports usage only
+    at the end (OpenAI) or only partly (Anthropic's running ``output_tokens``). Each relayed
+    event carries about one generated token, so their count stands in for what is missing."""
+    admitted = outcome.admitted
+    base = usage or Usage()
+    estimate = outcome.delivered_events
+    counted = 0
+    if admitted is not None:
+        counted = admitted.input_tokens
+        # Never past the output the request allowed (what its hold was sized for): a few of
+        # the events are structure (role, stop), not tokens.
+        estimate = min(estimate, admitted.reserved_tokens - admitted.input_tokens)
+    return replace(
+        base,
+        prompt_tokens=base.prompt_tokens or counted,
+        completion_tokens=max(base.completion_tokens, estimate),
+    )
 
 
 _NOTHING = Usage()
