@@ -336,7 +336,9 @@ def test_models_retrieve(stack: Stack) -> None:
     with stack.openai_client() as client:
         model = client.models.retrieve("openai:gpt-4o")
         alias = client.models.retrieve("fast")
-    assert model.id == "openai:gpt-4o"
+        # The slash form requests may use names the same model.
+        slashed = client.models.retrieve("openai/gpt-4o")
+    assert model.id == slashed.id == "openai:gpt-4o"
     assert model.object == "model"
     assert alias.id == "fast"
     # Known prices ride along (genai-prices here); a made-up local model has none.

@@ -58,8 +58,14 @@ class ModelCatalog:
         return Listing(tuple(models), failures)
 
     async def find(self, model_id: str, created: int) -> ListedModel | None:
+        """The listed model ``model_id`` names, in either selector form (``openai:gpt-4o``
+        or ``openai/gpt-4o``, as requests may write it)."""
         listing = await self.listing(created)
-        return next((item for item in listing.models if item.id == model_id), None)
+        wanted = {model_id}
+        instance, slash, bare = model_id.partition("/")
+        if slash and instance in self._config.providers:
+            wanted.add(f"{instance}:{bare}")
+        return next((item for item in listing.models if item.id in wanted), None)
 
     async def _price_of(self, item: ListedModel) -> Price | None:
         alias = self._router.aliases.get(item.id)
