@@ -170,9 +170,9 @@ def test_count_tokens_is_local(stack: Stack) -> None:
             messages=[{"role": "user", "content": "how many tokens is this sentence?"}],
         )
     assert counted.input_tokens > 0
-    # gpt-4o's encoding is known and shipped: "hello" is one o200k token, plus the
-    # per-message overhead of 3.
-    assert on_openai.input_tokens == 4
+    # gpt-4o's encoding is known and shipped: "hello" is one o200k token, plus the chat
+    # framing OpenAI bills (3 and the role per message, 3 priming the reply).
+    assert on_openai.input_tokens == 8
     assert with_tools.input_tokens > 0
     assert stack.anthropic_fake.requests == []
     assert stack.openai_fake.requests == []

@@ -16,7 +16,11 @@ import anyio
 from otari_gateway.pipeline.tokenizer import INLINE_CHARS, Counter
 
 _CHARS_PER_TOKEN = 4
-_PER_MESSAGE_OVERHEAD = 3
+# OpenAI's chat framing as its cookbook counts it: three tokens around each message plus
+# its role (one token), and three that prime the reply. Anthropic's counts run the same
+# way. Leaving them out made short prompts' holds half their real input.
+_PER_MESSAGE_OVERHEAD = 4
+_REPLY_PRIMING = 3
 # A typical ~1,100 px image as Anthropic and OpenAI bill it (high detail).
 _IMAGE_TOKENS = 1600
 _IMAGE_TYPES = frozenset({"image", "image_url", "input_image", "document"})
@@ -71,7 +75,9 @@ async def count_input_tokens(body: Mapping[str, Any], count: Counter | None = No
     else:
         tokens = _count_all(texts, count)
     messages = body.get("messages")
-    overhead = _PER_MESSAGE_OVERHEAD * len(messages) if isinstance(messages, list) else 0
+    overhead = 0
+    if isinstance(messages, list) and messages:
+        overhead = _PER_MESSAGE_OVERHEAD * len(messages) + _REPLY_PRIMING
     return max(1, tokens + images * _IMAGE_TOKENS + overhead)
 
 
