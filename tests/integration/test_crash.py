@@ -119,12 +119,12 @@ def test_leases_of_a_killed_gateway_come_back(database_url: str, tmp_path: Path)
             with openai.OpenAI(
                 api_key=key, base_url=second.base_url + "/v1", max_retries=0
             ) as client:
-                # At most 5 input tokens at $1 and 497 output tokens at $2: a worst case of
-                # $999 of the $1,000 budget.
+                # 8 input tokens at $1 ("hello" and the chat framing) and 495 output tokens
+                # at $2: a worst case of $998 of the $1,000 budget.
                 client.chat.completions.create(
                     model="openai:gpt-4o-mini",
                     messages=[{"role": "user", "content": "hello"}],
-                    max_tokens=(BUDGET - 6) // 2,
+                    max_tokens=(BUDGET - 10) // 2,
                 )
         finally:
             second.stop()
