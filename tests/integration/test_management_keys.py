@@ -272,3 +272,13 @@ def test_concurrent_keys_for_a_new_user_create_it_once(api: Management) -> None:
     assert len({key.key for key in created}) == 5
     assert [u["user_id"] for u in api.ok("GET", "/v1/users")] == ["fresh"]
     assert len(api.ok("GET", "/v1/keys")) == 5
+
+
+def test_create_honours_is_active(api: Management) -> None:
+    # is_active was not a create field: {"is_active": false} minted a live key.
+    created = api.ok("POST", "/v1/keys", json={"is_active": False})
+    assert created["is_active"] is False
+    row = by_hash(api, created["key"])
+    assert row is not None and row.is_active is False
+    assert api.ok("GET", f"/v1/keys/{created['id']}")["is_active"] is False
+    assert api.ok("POST", "/v1/keys", json={"is_active": True})["is_active"] is True

@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
@@ -39,6 +39,7 @@ class KeyCreateIn(ManagementInput):
         description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created",
     )
     expires_at: datetime | None = Field(default=None, description="Future instant; naive: UTC")
+    is_active: StrictBool = Field(default=True, description="false: minted already inactive")
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     max_budget: Usd = None

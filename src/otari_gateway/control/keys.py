@@ -76,6 +76,7 @@ class NewKey:
     key_name: str | None = None
     user_id: str | None = None
     expires_at: datetime | None = None
+    is_active: bool = True
     allowed_models: list[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     max_budget: Decimal | None = None
@@ -162,7 +163,7 @@ class KeyService:
                 user_id=user.user_id,
                 created_at=now,
                 expires_at=expires_at,
-                is_active=True,
+                is_active=spec.is_active,
                 allowed_models=allowed,
                 metadata_=dict(spec.metadata),
                 max_budget=None if spec.max_budget is None else to_money(spec.max_budget),
