@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.keys import CreatedKey, KeyPatch, KeyService, KeyView, NewKey
 from otari_gateway.control.values import MAX_INT, MAX_USD, USER_ID_PATTERN, USER_ID_RULE, Page
@@ -105,7 +105,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         response_model=CreatedKeyOut,
         responses={**_INVALID, 404: {"description": "The named user was deleted"}},
     )
-    async def create_key(body: KeyCreateIn) -> CreatedKey:
+    async def create_key(body: Annotated[KeyCreateIn, optional_body()]) -> CreatedKey:
         """Mint a key; the response is the only place its secret ever appears."""
         return await service.create(NewKey(**body.model_dump()))
 
@@ -118,7 +118,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         return await service.get(key_id)
 
     @router.patch("/{key_id}", response_model=KeyOut, responses={**_INVALID, **_UNKNOWN})
-    async def update_key(key_id: str, body: KeyPatchIn) -> KeyView:
+    async def update_key(key_id: str, body: Annotated[KeyPatchIn, optional_body()]) -> KeyView:
         return await service.update(key_id, KeyPatch(**body.model_dump(exclude_unset=True)))
 
     @router.post("/{key_id}/rotate", response_model=CreatedKeyOut, responses=_UNKNOWN)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.control.pricing import NewPrice, PriceView, PricingService
 from otari_gateway.control.values import MAX_USD
 
@@ -76,7 +76,7 @@ def pricing_router(
         dependencies=master,
         responses={400: {"description": "Bad model_key, negative or no price"}},
     )
-    async def set_price(body: PriceIn) -> PriceView:
+    async def set_price(body: Annotated[PriceIn, optional_body()]) -> PriceView:
         """Add a price version (or replace the one with the same ``effective_at``)."""
         return await service.set_price(NewPrice(**body.model_dump()))
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.api.usage import UsageRowOut, row_filter
 from otari_gateway.control.usage import UsageFilter, UsageRowView
@@ -77,7 +77,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
             409: {"description": "The user already exists"},
         },
     )
-    async def create_user(body: UserCreateIn) -> UserView:
+    async def create_user(body: Annotated[UserCreateIn, optional_body()]) -> UserView:
         """Create a user (a soft-deleted id is revived, with zero spend)."""
         return await service.create(NewUser(**body.model_dump()))
 
@@ -94,7 +94,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
         response_model=UserOut,
         responses={**_INVALID, 404: {"description": "Unknown user or budget_id"}},
     )
-    async def update_user(user_id: str, body: UserPatchIn) -> UserView:
+    async def update_user(user_id: str, body: Annotated[UserPatchIn, optional_body()]) -> UserView:
         """Edit a user; assigning a budget starts its period now."""
         return await service.update(user_id, UserPatch(**body.model_dump(exclude_unset=True)))
 
