@@ -282,3 +282,12 @@ def test_create_honours_is_active(api: Management) -> None:
     assert row is not None and row.is_active is False
     assert api.ok("GET", f"/v1/keys/{created['id']}")["is_active"] is False
     assert api.ok("POST", "/v1/keys", json={"is_active": True})["is_active"] is True
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, "off"])
+def test_is_active_must_be_a_json_boolean(api: Management, value: object) -> None:
+    assert "is_active" in api.error(400, "POST", "/v1/keys", json={"is_active": value})
+    created = api.ok("POST", "/v1/keys", json={})
+    url = f"/v1/keys/{created['id']}"
+    assert "is_active" in api.error(400, "PATCH", url, json={"is_active": value})
+    assert api.ok("GET", url)["is_active"] is True

@@ -52,7 +52,7 @@ class KeyPatchIn(ManagementInput):
     """Only the fields sent change; ``null`` clears a nullable one."""
 
     key_name: str | None = Field(default=None, max_length=255)
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     expires_at: datetime | None = None
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] | None = None

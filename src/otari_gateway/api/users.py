@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
@@ -27,7 +27,7 @@ class UserCreateIn(ManagementInput):
     user_id: str = Field(pattern=USER_ID_PATTERN, description=USER_ID_RULE)
     alias: str | None = Field(default=None, max_length=255)
     budget_id: str | None = Field(default=None, description="An existing budget (404 if not)")
-    blocked: bool = False
+    blocked: StrictBool = False
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -37,7 +37,7 @@ class UserPatchIn(ManagementInput):
 
     alias: str | None = Field(default=None, max_length=255)
     budget_id: str | None = None
-    blocked: bool | None = None
+    blocked: StrictBool | None = None
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] | None = None
 
