@@ -291,3 +291,9 @@ def test_is_active_must_be_a_json_boolean(api: Management, value: object) -> Non
     url = f"/v1/keys/{created['id']}"
     assert "is_active" in api.error(400, "PATCH", url, json={"is_active": value})
     assert api.ok("GET", url)["is_active"] is True
+
+
+def test_a_key_and_its_period_start_at_one_instant(api: Management) -> None:
+    created = api.ok("POST", "/v1/keys", json={"max_budget": 1, "budget_duration_sec": 60})
+    row = key_row(api, created["id"])
+    assert row is not None and row.budget_started_at == row.created_at

@@ -175,3 +175,9 @@ def test_load_price_rows_feeds_the_price_book_exactly(api: Management) -> None:
         output_per_million=Decimal("10"),
         per_request=Decimal("0.000001"),
     )
+
+
+def test_a_price_without_effective_at_takes_effect_when_created(api: Management) -> None:
+    # effective_at came from the service's clock and created_at from the column default.
+    row = price(api, "openai:gpt-4o", None, 1)
+    assert row["effective_at"] == row["created_at"]

@@ -151,7 +151,9 @@ class KeyService:
         allowed = check_allowed_models(spec.allowed_models)
         secret = mint_secret()
         async with self._db.session() as session:
-            user, user_created = await users_repo.ensure_user(session, spec.user_id or DEFAULT_USER)
+            user, user_created = await users_repo.ensure_user(
+                session, spec.user_id or DEFAULT_USER, now=now
+            )
             if user.deleted_at is not None:
                 raise NotFound(
                     f"User '{user.user_id}' has been deleted; re-create it with POST /v1/users",

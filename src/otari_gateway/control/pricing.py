@@ -102,9 +102,10 @@ class PricingService:
     async def set_price(self, spec: NewPrice) -> PriceView:
         model_key = check_model_key(spec.model_key)
         prices = _prices(spec)
-        effective_at = utcnow() if spec.effective_at is None else as_utc(spec.effective_at)
+        now = utcnow()
+        effective_at = now if spec.effective_at is None else as_utc(spec.effective_at)
         async with self._db.session() as session:
-            row = await pricing_repo.upsert_price(session, model_key, effective_at, prices)
+            row = await pricing_repo.upsert_price(session, model_key, effective_at, prices, now=now)
             view = _view(row)
         self._changes.pricing_changed()
         return view

@@ -125,7 +125,7 @@ class UserService:
             if spec.budget_id is not None:
                 found = await budgets_repo.get_budget(session, spec.budget_id)
                 budget = _found(found, spec.budget_id)
-            user, created = await users_repo.ensure_user(session, spec.user_id)
+            user, created = await users_repo.ensure_user(session, spec.user_id, now=now)
             if existing is None and not created:
                 # Another request created this id between our read and our insert.
                 raise _exists(spec.user_id)
