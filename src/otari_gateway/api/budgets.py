@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.budgets import (
@@ -82,6 +83,7 @@ def budgets_router(service: BudgetService, require_master: Callable[..., Any]) -
         prefix="/v1/budgets",
         tags=["budgets"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post("", response_model=BudgetOut, responses=_INVALID)

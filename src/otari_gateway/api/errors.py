@@ -34,6 +34,11 @@ log = structlog.get_logger(__name__)
 
 REQUEST_ID_HEADER = "X-Otari-Request-ID"
 
+# Declared on every router whose handlers read the database.
+DATABASE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The gateway's database is unavailable"}
+}
+
 
 class Envelope(Enum):
     OPENAI = "openai"

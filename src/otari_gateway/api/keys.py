@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.keys import CreatedKey, KeyPatch, KeyService, KeyView, NewKey
@@ -98,6 +99,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         prefix="/v1/keys",
         tags=["keys"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post(

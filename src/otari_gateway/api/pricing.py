@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.control.pricing import NewPrice, PriceView, PricingService
 from otari_gateway.control.values import MAX_USD
@@ -65,7 +66,10 @@ def pricing_router(
     require_caller: Callable[..., Any],
 ) -> APIRouter:
     router = APIRouter(
-        prefix="/v1/pricing", tags=["pricing"], dependencies=[Depends(no_nul_in_url)]
+        prefix="/v1/pricing",
+        tags=["pricing"],
+        dependencies=[Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
     master = [Depends(require_master)]
     caller = [Depends(require_caller)]

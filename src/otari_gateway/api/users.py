@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
 from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.api.usage import UsageRowOut, row_filter
@@ -66,6 +67,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
         prefix="/v1/users",
         tags=["users"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post(

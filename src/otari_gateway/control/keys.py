@@ -17,6 +17,7 @@ from typing import Any
 
 from otari_gateway.billing.periods import next_reset
 from otari_gateway.control.changes import ChangeListener
+from otari_gateway.control.outage import available
 from otari_gateway.control.values import (
     UNSET,
     Page,
@@ -150,7 +151,7 @@ class KeyService:
         expires_at = future_expiry(spec.expires_at, now)
         allowed = check_allowed_models(spec.allowed_models)
         secret = mint_secret()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             user, user_created = await users_repo.ensure_user(
                 session, spec.user_id or DEFAULT_USER, now=now
             )
@@ -185,12 +186,12 @@ class KeyService:
         return created
 
     async def list_keys(self, page: Page) -> list[KeyView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             keys = await keys_repo.list_keys(session, skip=page.skip, limit=page.limit)
             return [_view(key) for key in keys]
 
     async def get(self, key_id: str) -> KeyView:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -198,7 +199,7 @@ class KeyService:
 
     async def update(self, key_id: str, patch: KeyPatch) -> KeyView:
         now = utcnow()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -210,7 +211,7 @@ class KeyService:
 
     async def rotate(self, key_id: str) -> CreatedKey:
         secret = mint_secret()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -224,7 +225,7 @@ class KeyService:
         return created
 
     async def delete(self, key_id: str) -> None:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             if await keys_repo.get_key(session, key_id) is None:
                 raise _not_found(key_id)
             await keys_repo.delete_key(session, key_id)
