@@ -130,10 +130,16 @@ def test_create_rejects_bad_input(api: Management, body: dict[str, object], frag
     assert api.ok("GET", "/v1/keys") == []
 
 
-def test_create_for_a_deleted_user_is_404(api: Management) -> None:
+def test_create_for_a_deleted_user_is_404_until_the_user_is_recreated(api: Management) -> None:
+    # A deleted id is not an unknown one: minting a key must not quietly undo the delete
+    # (the reference answers the same 404). POST /v1/users is the way back.
     api.ok("POST", "/v1/users", json={"user_id": "gone"})
     assert api.client.delete("/v1/users/gone", headers=MASTER_HEADERS).status_code == 204
     assert "has been deleted" in api.error(404, "POST", "/v1/keys", json={"user_id": "gone"})
+    assert api.ok("GET", "/v1/keys") == []
+    api.error(404, "GET", "/v1/users/gone")
+    api.ok("POST", "/v1/users", json={"user_id": "gone"})
+    assert api.ok("POST", "/v1/keys", json={"user_id": "gone"})["is_active"] is True
 
 
 def test_list_pages_and_bounds(api: Management) -> None:

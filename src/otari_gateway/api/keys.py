@@ -37,7 +37,8 @@ class KeyCreateIn(ManagementInput):
     user_id: str | None = Field(
         default=None,
         pattern=USER_ID_PATTERN,
-        description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created",
+        description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created; "
+        "deleted: 404 until POST /v1/users re-creates it",
     )
     expires_at: datetime | None = Field(default=None, description="Future instant; naive: UTC")
     is_active: StrictBool = Field(default=True, description="false: minted already inactive")
