@@ -89,8 +89,9 @@ class Management:
         return self.client.portal.call(call)
 
     def ok(self, method: str, url: str, **kwargs: Any) -> Any:
-        """Send with the master key and return the JSON body of a 200."""
-        response = self.client.request(method, url, headers=MASTER_HEADERS, **kwargs)
+        """Send with the master key (and any ``headers``); return the JSON body of a 200."""
+        headers = {**MASTER_HEADERS, **kwargs.pop("headers", {})}
+        response = self.client.request(method, url, headers=headers, **kwargs)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -266,3 +267,62 @@ def test_a_bare_end_date_at_the_end_of_time_is_accepted(database_url: str) -> No
     with management_app(database_url) as api:
         add_usage(api, usage_log())
         assert len(api.ok("GET", "/v1/usage?end_date=9999-12-31")) == 1
+
+
+def test_an_absent_body_means_an_empty_object(database_url: str) -> None:
+    # Every field of these bodies is optional, yet no body was a 400 "Field required".
+    with management_app(database_url) as api:
+        assert api.ok("POST", "/v1/keys")["user_id"] == "default"
+        assert api.ok("POST", "/v1/budgets")["max_budget"] is None
+        key = api.ok("POST", "/v1/keys", content=b"", headers={"Content-Type": "application/json"})
+        assert api.ok("PATCH", f"/v1/keys/{key['id']}")["is_active"] is True
+        response = api.client.post("/v1/users", headers=MASTER_HEADERS)
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == "user_id: Field required"
+        assert response.json()["error"]["param"] == "user_id"
+
+
+def test_a_field_error_names_the_field_as_param(database_url: str) -> None:
+    with management_app(database_url) as api:
+        response = api.client.post("/v1/keys", json={"rpm_limit": 0}, headers=MASTER_HEADERS)
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["param"] == "rpm_limit"
+        assert error["message"].startswith("rpm_limit: ")
+
+
+JSON_HEADERS = {**MASTER_HEADERS, "Content-Type": "application/json"}
+TEXT_HEADERS = {**MASTER_HEADERS, "Content-Type": "text/plain"}
+
+
+@pytest.mark.parametrize("headers", [JSON_HEADERS, TEXT_HEADERS, MASTER_HEADERS])
+def test_a_body_that_is_not_json_says_so(database_url: str, headers: dict[str, str]) -> None:
+    # Was "1: JSON decode error": a character offset presented as a field name.
+    with management_app(database_url) as api:
+        response = api.client.post("/v1/budgets", content=b'{"name": ', headers=headers)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["message"].startswith("the request body is not valid JSON: "), error
+        assert "character 9" in error["message"]
+        assert error["param"] is None and error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("headers", [TEXT_HEADERS, MASTER_HEADERS])
+def test_a_json_object_is_read_whatever_its_content_type(
+    database_url: str, headers: dict[str, str]
+) -> None:
+    # Was "Input should be a valid dictionary or object to extract fields from".
+    with management_app(database_url) as api:
+        created = api.ok("POST", "/v1/budgets", content=b'{"name": "team"}', headers=headers)
+        assert created["name"] == "team"
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"name"', b"3", b"null"])
+def test_a_body_that_is_not_an_object_says_so(database_url: str, body: bytes) -> None:
+    with management_app(database_url) as api:
+        for headers in (JSON_HEADERS, TEXT_HEADERS):
+            response = api.client.post("/v1/keys", content=body, headers=headers)
+            assert response.status_code == 400, response.text
+            message = response.json()["error"]["message"]
+            assert message == "the request body must be a JSON object", message
+        assert api.ok("GET", "/v1/keys") == []

@@ -226,3 +226,8 @@ def test_reset_logs_newest_first(api: Management) -> None:
     paged = api.ok("GET", f"/v1/budgets/{budget_id}/reset-logs?skip=1&limit=1")
     assert [log["id"] for log in paged] == ["log1"]
     api.error(400, "GET", f"/v1/budgets/{budget_id}/reset-logs?limit=0")
+
+
+def test_a_new_budget_is_created_and_updated_at_one_instant(api: Management) -> None:
+    created = api.ok("POST", "/v1/budgets", json={})
+    assert created["updated_at"] == created["created_at"]

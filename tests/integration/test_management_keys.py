@@ -130,10 +130,16 @@ def test_create_rejects_bad_input(api: Management, body: dict[str, object], frag
     assert api.ok("GET", "/v1/keys") == []
 
 
-def test_create_for_a_deleted_user_is_404(api: Management) -> None:
+def test_create_for_a_deleted_user_is_404_until_the_user_is_recreated(api: Management) -> None:
+    # A deleted id is not an unknown one: minting a key must not quietly undo the delete
+    # (the reference answers the same 404). POST /v1/users is the way back.
     api.ok("POST", "/v1/users", json={"user_id": "gone"})
     assert api.client.delete("/v1/users/gone", headers=MASTER_HEADERS).status_code == 204
     assert "has been deleted" in api.error(404, "POST", "/v1/keys", json={"user_id": "gone"})
+    assert api.ok("GET", "/v1/keys") == []
+    api.error(404, "GET", "/v1/users/gone")
+    api.ok("POST", "/v1/users", json={"user_id": "gone"})
+    assert api.ok("POST", "/v1/keys", json={"user_id": "gone"})["is_active"] is True
 
 
 def test_list_pages_and_bounds(api: Management) -> None:
@@ -272,3 +278,28 @@ def test_concurrent_keys_for_a_new_user_create_it_once(api: Management) -> None:
     assert len({key.key for key in created}) == 5
     assert [u["user_id"] for u in api.ok("GET", "/v1/users")] == ["fresh"]
     assert len(api.ok("GET", "/v1/keys")) == 5
+
+
+def test_create_honours_is_active(api: Management) -> None:
+    # is_active was not a create field: {"is_active": false} minted a live key.
+    created = api.ok("POST", "/v1/keys", json={"is_active": False})
+    assert created["is_active"] is False
+    row = by_hash(api, created["key"])
+    assert row is not None and row.is_active is False
+    assert api.ok("GET", f"/v1/keys/{created['id']}")["is_active"] is False
+    assert api.ok("POST", "/v1/keys", json={"is_active": True})["is_active"] is True
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, 1, "off"])
+def test_is_active_must_be_a_json_boolean(api: Management, value: object) -> None:
+    assert "is_active" in api.error(400, "POST", "/v1/keys", json={"is_active": value})
+    created = api.ok("POST", "/v1/keys", json={})
+    url = f"/v1/keys/{created['id']}"
+    assert "is_active" in api.error(400, "PATCH", url, json={"is_active": value})
+    assert api.ok("GET", url)["is_active"] is True
+
+
+def test_a_key_and_its_period_start_at_one_instant(api: Management) -> None:
+    created = api.ok("POST", "/v1/keys", json={"max_budget": 1, "budget_duration_sec": 60})
+    row = key_row(api, created["id"])
+    assert row is not None and row.budget_started_at == row.created_at

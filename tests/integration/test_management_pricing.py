@@ -3,15 +3,19 @@ replacement of a version, keys with ``/``, validation, and ``load_price_rows``."
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from otari_gateway.billing.cost import Price
 from otari_gateway.control.pricing import load_price_rows
+from tests.integration.conftest import MASTER_KEY, priced_stack
 from tests.integration.test_management_app import (
     MASTER_HEADERS,
     Management,
@@ -175,3 +179,32 @@ def test_load_price_rows_feeds_the_price_book_exactly(api: Management) -> None:
         output_per_million=Decimal("10"),
         per_request=Decimal("0.000001"),
     )
+
+
+def test_a_price_without_effective_at_takes_effect_when_created(api: Management) -> None:
+    # effective_at came from the service's clock and created_at from the column default.
+    row = price(api, "openai:gpt-4o", None, 1)
+    assert row["effective_at"] == row["created_at"]
+
+
+NON_TOKEN_PRICES = {
+    "openai:dall-e-3": {"price_per_image": "0.04"},
+    "openai:omni-moderation-latest": {"price_per_request": "0.0001"},
+    "openai:whisper-1": {"price_per_audio_second": "0.0001"},
+    "openai:tts-1": {"price_per_million_characters": "15", "price_per_request": "0.001"},
+}
+
+
+def test_models_show_prices_that_are_not_per_token(tmp_path: Path) -> None:
+    # /v1/models showed no pricing for a model priced only per image, request, second or
+    # character, although those prices bill.
+    with priced_stack(tmp_path, NON_TOKEN_PRICES) as gateway:
+        request = urllib.request.Request(
+            gateway.base_url + "/v1/models", headers={"Authorization": f"Bearer {MASTER_KEY}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            listed = {
+                item["id"]: item.get("pricing") for item in orjson.loads(response.read())["data"]
+            }
+    for selector, fields in NON_TOKEN_PRICES.items():
+        assert listed[selector] == {name: float(value) for name, value in fields.items()}

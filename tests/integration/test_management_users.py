@@ -246,3 +246,23 @@ def test_concurrent_creates_of_one_id_give_one_user_and_conflicts(api: Managemen
     assert sum(isinstance(outcome, UserView) for outcome in outcomes) == 1
     assert sum(isinstance(outcome, Conflict) for outcome in outcomes) == 4
     assert [u["user_id"] for u in api.ok("GET", "/v1/users")] == ["racer"]
+
+
+@pytest.mark.parametrize("value", ["yes", "true", 1, 0, "false", "on"])
+def test_blocked_must_be_a_json_boolean(api: Management, value: object) -> None:
+    # Pydantic's lax mode read "yes" (and 1, "on" …) as true: a typo could block a user.
+    assert "blocked" in api.error(400, "POST", "/v1/users", json={"user_id": "a", "blocked": value})
+    api.ok("POST", "/v1/users", json={"user_id": "a"})
+    assert "blocked" in api.error(400, "PATCH", "/v1/users/a", json={"blocked": value})
+    assert api.ok("GET", "/v1/users/a")["blocked"] is False
+
+
+def test_a_new_user_is_created_and_updated_at_one_instant(api: Management) -> None:
+    # Two clock reads made updated_at a little earlier than created_at.
+    created = api.ok("POST", "/v1/users", json={"user_id": "a"})
+    assert created["updated_at"] == created["created_at"]
+    api.ok("POST", "/v1/keys", json={"user_id": "via-key"})
+    by_key = api.ok("GET", "/v1/users/via-key")
+    assert by_key["updated_at"] == by_key["created_at"]
+    row = user_row(api, "a")
+    assert row is not None and row.updated_at == row.created_at

@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.budgets import (
     BudgetPatch,
@@ -82,10 +83,11 @@ def budgets_router(service: BudgetService, require_master: Callable[..., Any]) -
         prefix="/v1/budgets",
         tags=["budgets"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post("", response_model=BudgetOut, responses=_INVALID)
-    async def create_budget(body: BudgetCreateIn) -> BudgetView:
+    async def create_budget(body: Annotated[BudgetCreateIn, optional_body()]) -> BudgetView:
         return await service.create(NewBudget(**body.model_dump()))
 
     @router.get("", response_model=list[BudgetOut], responses=_INVALID)
@@ -97,7 +99,9 @@ def budgets_router(service: BudgetService, require_master: Callable[..., Any]) -
         return await service.get(budget_id)
 
     @router.patch("/{budget_id}", response_model=BudgetOut, responses={**_INVALID, **_UNKNOWN})
-    async def update_budget(budget_id: str, body: BudgetPatchIn) -> BudgetView:
+    async def update_budget(
+        budget_id: str, body: Annotated[BudgetPatchIn, optional_body()]
+    ) -> BudgetView:
         """Edit a budget; a changed period moves its users' next reset."""
         patch = BudgetPatch(**body.model_dump(exclude_unset=True))
         return await service.update(budget_id, patch)

@@ -6,8 +6,9 @@ FastAPI's bare ``{"detail": …}`` and never a stack trace.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
+from typing import Any
 
 import orjson
 import structlog
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from otari_gateway.api.inputs import not_json
 from otari_gateway.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -34,6 +36,11 @@ REQUEST_ID_HEADER = "X-Otari-Request-ID"
 # Where each official SDK looks for a request id (``response._request_id``, and on errors
 # ``request_id``): OpenAI's reads x-request-id, Anthropic's request-id.
 _SDK_REQUEST_ID_HEADERS = {"openai": "x-request-id", "anthropic": "request-id"}
+
+# Declared on every router whose handlers read the database.
+DATABASE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "The gateway's database is unavailable"}
+}
 
 
 class Envelope(Enum):
@@ -97,13 +104,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error, envelope_for_path(request.url.path))
 
 
+def _problem(item: Mapping[str, Any]) -> tuple[str, str | None]:
+    """One validation failure as message text, and the field it concerns (if any)."""
+    loc = tuple(item.get("loc", ()))
+    if item.get("type") == "json_invalid" and loc[:1] == ("body",):
+        # FastAPI's own parse failure: the second element is a character offset, not a field.
+        position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+        return not_json(str((item.get("ctx") or {}).get("error", "")), position), None
+    where = ".".join(str(part) for part in loc if part != "body")
+    field = ".".join(str(part) for part in loc[1:]) or None
+    message = str(item.get("msg"))
+    return (f"{where}: {message}" if where else message), field
+
+
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    problems = []
-    for item in exc.errors():
-        where = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-        problems.append(f"{where}: {item.get('msg')}" if where else str(item.get("msg")))
-    error = InvalidRequest("; ".join(problems) or "invalid request")
+    problems = [_problem(item) for item in exc.errors()]
+    param = next((field for _, field in problems if field is not None), None)
+    message = "; ".join(text for text, _ in problems) or "invalid request"
+    error = InvalidRequest(message, param=param)
     return error_response(error, envelope_for_path(request.url.path))
 
 

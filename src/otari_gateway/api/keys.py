@@ -11,10 +11,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.keys import CreatedKey, KeyPatch, KeyService, KeyView, NewKey
 from otari_gateway.control.values import MAX_INT, MAX_USD, USER_ID_PATTERN, USER_ID_RULE, Page
@@ -36,9 +37,11 @@ class KeyCreateIn(ManagementInput):
     user_id: str | None = Field(
         default=None,
         pattern=USER_ID_PATTERN,
-        description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created",
+        description=f"Owner ({USER_ID_RULE}); absent: user 'default'; unknown: created; "
+        "deleted: 404 until POST /v1/users re-creates it",
     )
     expires_at: datetime | None = Field(default=None, description="Future instant; naive: UTC")
+    is_active: StrictBool = Field(default=True, description="false: minted already inactive")
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     max_budget: Usd = None
@@ -51,7 +54,7 @@ class KeyPatchIn(ManagementInput):
     """Only the fields sent change; ``null`` clears a nullable one."""
 
     key_name: str | None = Field(default=None, max_length=255)
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     expires_at: datetime | None = None
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] | None = None
@@ -97,6 +100,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         prefix="/v1/keys",
         tags=["keys"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post(
@@ -104,7 +108,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         response_model=CreatedKeyOut,
         responses={**_INVALID, 404: {"description": "The named user was deleted"}},
     )
-    async def create_key(body: KeyCreateIn) -> CreatedKey:
+    async def create_key(body: Annotated[KeyCreateIn, optional_body()]) -> CreatedKey:
         """Mint a key; the response is the only place its secret ever appears."""
         return await service.create(NewKey(**body.model_dump()))
 
@@ -117,7 +121,7 @@ def keys_router(service: KeyService, require_master: Callable[..., Any]) -> APIR
         return await service.get(key_id)
 
     @router.patch("/{key_id}", response_model=KeyOut, responses={**_INVALID, **_UNKNOWN})
-    async def update_key(key_id: str, body: KeyPatchIn) -> KeyView:
+    async def update_key(key_id: str, body: Annotated[KeyPatchIn, optional_body()]) -> KeyView:
         return await service.update(key_id, KeyPatch(**body.model_dump(exclude_unset=True)))
 
     @router.post("/{key_id}/rotate", response_model=CreatedKeyOut, responses=_UNKNOWN)

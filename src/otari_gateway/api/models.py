@@ -19,12 +19,16 @@ from otari_gateway.pipeline.request import Caller
 
 
 class ModelPricing(BaseModel):
-    """USD per million tokens, as ``/v1/pricing`` names them; absent meters are unpriced."""
+    """USD per unit, the fields of a ``/v1/pricing`` entry; absent meters are unpriced."""
 
     input_price_per_million: float | None = None
     output_price_per_million: float | None = None
     cache_read_price_per_million: float | None = None
     cache_write_price_per_million: float | None = None
+    price_per_image: float | None = None
+    price_per_request: float | None = None
+    price_per_audio_second: float | None = None
+    price_per_million_characters: float | None = None
 
 
 class ModelItem(BaseModel):
@@ -61,6 +65,10 @@ def _pricing(model: ListedModel) -> ModelPricing | None:
         "output_price_per_million": price.output_per_million,
         "cache_read_price_per_million": price.cache_read_per_million,
         "cache_write_price_per_million": price.cache_write_per_million,
+        "price_per_image": price.per_image,
+        "price_per_request": price.per_request,
+        "price_per_audio_second": price.per_audio_second,
+        "price_per_million_characters": price.per_million_characters,
     }
     if all(rate is None for rate in rates.values()):
         return None

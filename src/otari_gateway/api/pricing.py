@@ -15,7 +15,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.control.pricing import NewPrice, PriceView, PricingService
 from otari_gateway.control.values import MAX_USD
 
@@ -65,7 +66,10 @@ def pricing_router(
     require_caller: Callable[..., Any],
 ) -> APIRouter:
     router = APIRouter(
-        prefix="/v1/pricing", tags=["pricing"], dependencies=[Depends(no_nul_in_url)]
+        prefix="/v1/pricing",
+        tags=["pricing"],
+        dependencies=[Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
     master = [Depends(require_master)]
     caller = [Depends(require_caller)]
@@ -76,7 +80,7 @@ def pricing_router(
         dependencies=master,
         responses={400: {"description": "Bad model_key, negative or no price"}},
     )
-    async def set_price(body: PriceIn) -> PriceView:
+    async def set_price(body: Annotated[PriceIn, optional_body()]) -> PriceView:
         """Add a price version (or replace the one with the same ``effective_at``)."""
         return await service.set_price(NewPrice(**body.model_dump()))
 

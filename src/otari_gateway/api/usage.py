@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict
 
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
 from otari_gateway.api.inputs import no_nul_in_url
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.control.usage import UsageFilter, UsageRowView, UsageService, UsageSummary
@@ -155,6 +156,7 @@ def usage_router(service: UsageService, require_master: Callable[..., Any]) -> A
         prefix="/v1/usage",
         tags=["usage"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
     invalid: dict[int | str, dict[str, Any]] = {
         400: {"description": "Invalid filter or page bounds"}

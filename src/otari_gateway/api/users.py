@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
-from otari_gateway.api.inputs import ManagementInput, no_nul_in_url
+from otari_gateway.api.errors import DATABASE_UNAVAILABLE
+from otari_gateway.api.inputs import ManagementInput, no_nul_in_url, optional_body
 from otari_gateway.api.paging import Limit, Skip
 from otari_gateway.api.usage import UsageRowOut, row_filter
 from otari_gateway.control.usage import UsageFilter, UsageRowView
@@ -27,7 +28,7 @@ class UserCreateIn(ManagementInput):
     user_id: str = Field(pattern=USER_ID_PATTERN, description=USER_ID_RULE)
     alias: str | None = Field(default=None, max_length=255)
     budget_id: str | None = Field(default=None, description="An existing budget (404 if not)")
-    blocked: bool = False
+    blocked: StrictBool = False
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -37,7 +38,7 @@ class UserPatchIn(ManagementInput):
 
     alias: str | None = Field(default=None, max_length=255)
     budget_id: str | None = None
-    blocked: bool | None = None
+    blocked: StrictBool | None = None
     allowed_models: AllowedModels = None
     metadata: dict[str, Any] | None = None
 
@@ -66,6 +67,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
         prefix="/v1/users",
         tags=["users"],
         dependencies=[Depends(require_master), Depends(no_nul_in_url)],
+        responses=DATABASE_UNAVAILABLE,
     )
 
     @router.post(
@@ -77,7 +79,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
             409: {"description": "The user already exists"},
         },
     )
-    async def create_user(body: UserCreateIn) -> UserView:
+    async def create_user(body: Annotated[UserCreateIn, optional_body()]) -> UserView:
         """Create a user (a soft-deleted id is revived, with zero spend)."""
         return await service.create(NewUser(**body.model_dump()))
 
@@ -94,7 +96,7 @@ def users_router(service: UserService, require_master: Callable[..., Any]) -> AP
         response_model=UserOut,
         responses={**_INVALID, 404: {"description": "Unknown user or budget_id"}},
     )
-    async def update_user(user_id: str, body: UserPatchIn) -> UserView:
+    async def update_user(user_id: str, body: Annotated[UserPatchIn, optional_body()]) -> UserView:
         """Edit a user; assigning a budget starts its period now."""
         return await service.update(user_id, UserPatch(**body.model_dump(exclude_unset=True)))
 

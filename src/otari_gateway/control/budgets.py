@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from otari_gateway.billing.periods import ResetAlignment, next_reset
 from otari_gateway.control.changes import ChangeListener
+from otari_gateway.control.outage import available
 from otari_gateway.control.values import UNSET, Page, Unset, new_id
 from otari_gateway.errors import Conflict, InvalidRequest, NotFound
 from otari_gateway.store import budgets_repo
@@ -161,27 +162,27 @@ class BudgetService:
             created_at=now,
             updated_at=now,
         )
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             budgets_repo.add_budget(session, budget)
             await session.flush()
             # Nothing can reference a budget that did not exist: no cache to drop.
             return _view(budget, BudgetTotals())
 
     async def list_budgets(self, page: Page) -> list[BudgetView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             budgets = await budgets_repo.list_budgets(session, skip=page.skip, limit=page.limit)
             totals = await budgets_repo.totals(session, (b.budget_id for b in budgets))
             return [_view(b, totals.get(b.budget_id, BudgetTotals())) for b in budgets]
 
     async def get(self, budget_id: str) -> BudgetView:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             budget = _found(await budgets_repo.get_budget(session, budget_id), budget_id)
             totals = await budgets_repo.totals(session, [budget_id])
             return _view(budget, totals.get(budget_id, BudgetTotals()))
 
     async def update(self, budget_id: str, patch: BudgetPatch) -> BudgetView:
         now = utcnow()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             budget = _found(await budgets_repo.get_budget(session, budget_id), budget_id)
             if not isinstance(patch.name, Unset):
                 budget.name = patch.name
@@ -200,7 +201,7 @@ class BudgetService:
         return view
 
     async def delete(self, budget_id: str) -> None:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             _found(await budgets_repo.get_budget(session, budget_id), budget_id)
             totals = (await budgets_repo.totals(session, [budget_id])).get(budget_id)
             users = totals.user_count if totals else 0
@@ -213,7 +214,7 @@ class BudgetService:
         self._changes.users_changed()
 
     async def reset_logs(self, budget_id: str, page: Page) -> list[ResetLogView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             _found(await budgets_repo.get_budget(session, budget_id), budget_id)
             logs = await budgets_repo.reset_logs(
                 session, budget_id, skip=page.skip, limit=page.limit

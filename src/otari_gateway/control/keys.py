@@ -17,6 +17,7 @@ from typing import Any
 
 from otari_gateway.billing.periods import next_reset
 from otari_gateway.control.changes import ChangeListener
+from otari_gateway.control.outage import available
 from otari_gateway.control.values import (
     UNSET,
     Page,
@@ -76,6 +77,7 @@ class NewKey:
     key_name: str | None = None
     user_id: str | None = None
     expires_at: datetime | None = None
+    is_active: bool = True
     allowed_models: list[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     max_budget: Decimal | None = None
@@ -149,8 +151,10 @@ class KeyService:
         expires_at = future_expiry(spec.expires_at, now)
         allowed = check_allowed_models(spec.allowed_models)
         secret = mint_secret()
-        async with self._db.session() as session:
-            user, user_created = await users_repo.ensure_user(session, spec.user_id or DEFAULT_USER)
+        async with available(self._db.session()) as session:
+            user, user_created = await users_repo.ensure_user(
+                session, spec.user_id or DEFAULT_USER, now=now
+            )
             if user.deleted_at is not None:
                 raise NotFound(
                     f"User '{user.user_id}' has been deleted; re-create it with POST /v1/users",
@@ -162,7 +166,7 @@ class KeyService:
                 user_id=user.user_id,
                 created_at=now,
                 expires_at=expires_at,
-                is_active=True,
+                is_active=spec.is_active,
                 allowed_models=allowed,
                 metadata_=dict(spec.metadata),
                 max_budget=None if spec.max_budget is None else to_money(spec.max_budget),
@@ -182,12 +186,12 @@ class KeyService:
         return created
 
     async def list_keys(self, page: Page) -> list[KeyView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             keys = await keys_repo.list_keys(session, skip=page.skip, limit=page.limit)
             return [_view(key) for key in keys]
 
     async def get(self, key_id: str) -> KeyView:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -195,7 +199,7 @@ class KeyService:
 
     async def update(self, key_id: str, patch: KeyPatch) -> KeyView:
         now = utcnow()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -207,7 +211,7 @@ class KeyService:
 
     async def rotate(self, key_id: str) -> CreatedKey:
         secret = mint_secret()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             key = await keys_repo.get_key(session, key_id)
             if key is None:
                 raise _not_found(key_id)
@@ -221,7 +225,7 @@ class KeyService:
         return created
 
     async def delete(self, key_id: str) -> None:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             if await keys_repo.get_key(session, key_id) is None:
                 raise _not_found(key_id)
             await keys_repo.delete_key(session, key_id)

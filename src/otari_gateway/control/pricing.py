@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from otari_gateway.billing.pricing import PRICE_FIELDS, PriceRow, price_from_fields
 from otari_gateway.control.changes import ChangeListener
+from otari_gateway.control.outage import available
 from otari_gateway.control.values import as_utc
 from otari_gateway.errors import InvalidRequest, NotFound
 from otari_gateway.store import pricing_repo
@@ -102,9 +103,10 @@ class PricingService:
     async def set_price(self, spec: NewPrice) -> PriceView:
         model_key = check_model_key(spec.model_key)
         prices = _prices(spec)
-        effective_at = utcnow() if spec.effective_at is None else as_utc(spec.effective_at)
-        async with self._db.session() as session:
-            row = await pricing_repo.upsert_price(session, model_key, effective_at, prices)
+        now = utcnow()
+        effective_at = now if spec.effective_at is None else as_utc(spec.effective_at)
+        async with available(self._db.session()) as session:
+            row = await pricing_repo.upsert_price(session, model_key, effective_at, prices, now=now)
             view = _view(row)
         self._changes.pricing_changed()
         return view
@@ -112,7 +114,7 @@ class PricingService:
     async def list_prices(self, *, all_versions: bool = False) -> list[PriceView]:
         """The version in effect per model key, or with ``all_versions`` every version
         (scheduled ones included), newest first within a key."""
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             if all_versions:
                 rows = await pricing_repo.all_prices(session)
             else:
@@ -120,7 +122,7 @@ class PricingService:
             return [_view(row) for row in rows]
 
     async def get(self, model_key: str) -> PriceView:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             rows = await pricing_repo.current_prices(session, utcnow(), model_key)
             if not rows:
                 raise _not_found(model_key)
@@ -128,7 +130,7 @@ class PricingService:
 
     async def delete(self, model_key: str) -> None:
         """Every version of the key; 404 when there is none."""
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             if not await pricing_repo.count_versions(session, model_key):
                 raise _not_found(model_key)
             await pricing_repo.delete_prices(session, model_key)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from otari_gateway.control.outage import available
 from otari_gateway.control.values import Page
 from otari_gateway.store import usage_repo
 from otari_gateway.store.database import Database
@@ -131,12 +132,12 @@ class UsageService:
         self._db = db
 
     async def list_rows(self, where: UsageFilter, page: Page) -> list[UsageRowView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             rows = await usage_repo.list_usage(session, where, skip=page.skip, limit=page.limit)
             return [row_view(row) for row in rows]
 
     async def summary(self, where: UsageFilter, unit: TimeUnit = "day") -> UsageSummary:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             totals = await usage_repo.totals(session, where)
             groups = {
                 dimensions: [

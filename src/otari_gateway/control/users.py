@@ -15,6 +15,7 @@ from typing import Any
 
 from otari_gateway.billing.periods import next_reset
 from otari_gateway.control.changes import ChangeListener
+from otari_gateway.control.outage import available
 from otari_gateway.control.usage import UsageFilter, UsageRowView, row_view
 from otari_gateway.control.values import UNSET, Page, Unset, check_allowed_models
 from otari_gateway.errors import Conflict, NotFound
@@ -117,7 +118,7 @@ class UserService:
     async def create(self, spec: NewUser) -> UserView:
         now = utcnow()
         allowed = check_allowed_models(spec.allowed_models)
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             existing = await users_repo.get_user(session, spec.user_id)
             if existing is not None and existing.deleted_at is None:
                 raise _exists(spec.user_id)
@@ -125,7 +126,7 @@ class UserService:
             if spec.budget_id is not None:
                 found = await budgets_repo.get_budget(session, spec.budget_id)
                 budget = _found(found, spec.budget_id)
-            user, created = await users_repo.ensure_user(session, spec.user_id)
+            user, created = await users_repo.ensure_user(session, spec.user_id, now=now)
             if existing is None and not created:
                 # Another request created this id between our read and our insert.
                 raise _exists(spec.user_id)
@@ -146,13 +147,13 @@ class UserService:
         return view
 
     async def list_users(self, page: Page) -> list[UserView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             users = await users_repo.list_users(session, skip=page.skip, limit=page.limit)
             held = await leases.held_by_users(session, (user.user_id for user in users))
             return _views(users, held)
 
     async def get(self, user_id: str) -> UserView:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             user = _live(await users_repo.get_user(session, user_id), user_id)
             held = await leases.held_by_users(session, [user.user_id])
             (view,) = _views([user], held)
@@ -160,7 +161,7 @@ class UserService:
 
     async def update(self, user_id: str, patch: UserPatch) -> UserView:
         now = utcnow()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             user = _live(await users_repo.get_user(session, user_id), user_id)
             if not isinstance(patch.budget_id, Unset) and patch.budget_id != user.budget_id:
                 budget = None
@@ -185,7 +186,7 @@ class UserService:
 
     async def delete(self, user_id: str) -> None:
         now = utcnow()
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             user = _live(await users_repo.get_user(session, user_id), user_id)
             user.deleted_at = now
             user.updated_at = now
@@ -194,7 +195,7 @@ class UserService:
         self._changes.keys_changed()
 
     async def usage(self, user_id: str, where: UsageFilter, page: Page) -> list[UsageRowView]:
-        async with self._db.session() as session:
+        async with available(self._db.session()) as session:
             _live(await users_repo.get_user(session, user_id), user_id)
             rows = await usage_repo.list_usage(
                 session, replace(where, user_id=user_id), skip=page.skip, limit=page.limit

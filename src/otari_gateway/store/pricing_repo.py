@@ -19,8 +19,11 @@ async def upsert_price(
     model_key: str,
     effective_at: datetime,
     prices: Mapping[str, Decimal | None],
+    *,
+    now: datetime,
 ) -> ModelPrice:
-    """Insert a version, or replace the prices of the one with the same ``effective_at``.
+    """Insert a version, or replace the prices of the one with the same ``effective_at``
+    (which keeps its ``created_at``).
 
     One ``INSERT … ON CONFLICT DO UPDATE`` so two writers of the same version cannot
     race into a unique-constraint error.
@@ -28,7 +31,11 @@ async def upsert_price(
     table = ModelPrice.__table__
     assert isinstance(table, Table)
     insert = insert_for(session, table).values(
-        id=str(uuid.uuid4()), model_key=model_key, effective_at=effective_at, **prices
+        id=str(uuid.uuid4()),
+        model_key=model_key,
+        effective_at=effective_at,
+        created_at=now,
+        **prices,
     )
     statement = insert.on_conflict_do_update(
         index_elements=["model_key", "effective_at"],

@@ -1,0 +1,37 @@
+"""The management services' database sessions: an unreachable database is a 503.
+
+With the database down every management call fails; the client is told the gateway's
+database is unavailable (worth retrying, and not its fault) rather than getting a 500
+"internal error", and the driver's account, which may name the host, stays in the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TypeVar
+
+import structlog
+
+from otari_gateway.errors import ServiceUnavailable
+from otari_gateway.store.availability import DATABASE_ERRORS, unreachable_reason
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+UNAVAILABLE = "the gateway's database is unavailable"
+
+
+@asynccontextmanager
+async def available(opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
+    """``opened`` (a session), with a failure to reach the database raised as a 503."""
+    try:
+        async with opened as value:
+            yield value
+    except DATABASE_ERRORS as exc:
+        reason = unreachable_reason(exc)
+        if reason is None:
+            raise
+        log.warning("database.unavailable", reason=reason)
+        raise ServiceUnavailable(UNAVAILABLE, code="database_unavailable") from exc
