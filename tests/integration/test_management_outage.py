@@ -6,15 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import anyio
 import asyncpg
+import openai
 import pytest
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from otari_gateway.store.availability import unreachable_reason
 from tests.databases import POSTGRES_ADMIN, fresh_database
-from tests.integration.gateway_process import free_port
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.conftest import MASTER_KEY, create_key
+from tests.integration.gateway_process import GatewayProcess, free_port
 from tests.integration.test_management_app import (
     MASTER_HEADERS,
     ROUTES,
@@ -111,3 +115,52 @@ def test_openapi_declares_the_503_on_every_management_route(database_url: str) -
     ]
     assert len(operations) == len(ROUTES) + 2
     assert all("503" in operation["responses"] for operation in operations)
+
+
+def test_generation_with_the_database_gone_is_a_503_in_each_surfaces_envelope(
+    tmp_path: Path,
+) -> None:
+    # A key not yet in the worker's cache is looked up in the database: with the database
+    # gone that used to be a 500 "internal error".
+    with FakeOpenAI() as fake, fresh_database("postgresql", tmp_path) as url:
+        config = {
+            "master_key": MASTER_KEY,
+            "database_url": url,
+            "require_pricing": False,
+            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
+        }
+        gateway = GatewayProcess(config, tmp_path)
+        gateway.start()
+        try:
+            key = str(create_key(gateway.base_url, user_id="outage")["key"])
+            anyio.run(_drop, url.rsplit("/", 1)[-1])
+            messages = [{"role": "user", "content": "hi"}]
+            with (
+                openai.OpenAI(
+                    api_key=key, base_url=gateway.base_url + "/v1", max_retries=0
+                ) as client,
+                pytest.raises(openai.APIStatusError) as caught,
+            ):
+                client.chat.completions.create(model="openai:gpt-4o-mini", messages=messages)
+            assert caught.value.status_code == 503
+            assert caught.value.body["code"] == "database_unavailable"  # type: ignore[index]
+            with (
+                anthropic.Anthropic(
+                    api_key=key, base_url=gateway.base_url, max_retries=0
+                ) as claude,
+                pytest.raises(anthropic.APIStatusError) as refused,
+            ):
+                claude.messages.create(model="openai:gpt-4o-mini", max_tokens=8, messages=messages)
+            assert refused.value.status_code == 503
+            assert refused.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+            assert fake.requests == []
+        finally:
+            gateway.stop()
+
+
+async def _drop(name: str) -> None:
+    connection = await asyncpg.connect(POSTGRES_ADMIN + "/postgres")
+    try:
+        await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from otari_gateway.api.inputs import not_json
+from otari_gateway.control.outage import unavailable
 from otari_gateway.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -127,10 +128,19 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("request.crashed", path=request.url.path)
     return error_response(
-        InternalError("internal error in the gateway"), envelope_for_path(request.url.path)
+        unexpected_error(exc, request.url.path), envelope_for_path(request.url.path)
     )
+
+
+def unexpected_error(exc: Exception, path: str, request_id: str | None = None) -> GatewayError:
+    """A failure no layer answered: a 503 when the database cannot be reached (an uncached
+    key's lookup, say), else a 500 whose trace goes to the log only."""
+    error = unavailable(exc)
+    if error is not None:
+        return error
+    log.exception("request.crashed", path=path, request_id=request_id)
+    return InternalError("internal error in the gateway")
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Callable[[Request, Exception], object]] = {

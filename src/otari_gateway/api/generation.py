@@ -16,10 +16,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from otari_gateway.api.body import read_body, read_json_object, wanted_headers
-from otari_gateway.api.errors import Envelope, error_response, request_id_headers
+from otari_gateway.api.errors import (
+    Envelope,
+    error_response,
+    request_id_headers,
+    unexpected_error,
+)
 from otari_gateway.api.services import Services
 from otari_gateway.api.sse import SSEResponse
-from otari_gateway.errors import GatewayError, InternalError
+from otari_gateway.errors import GatewayError
 from otari_gateway.pipeline import validate
 from otari_gateway.pipeline.form import form_content_type, parse_form
 from otari_gateway.pipeline.ids import new_request_id
@@ -44,11 +49,9 @@ def _guarded(envelope: Envelope, handler: Handler) -> Callable[[Request], Awaita
             return await handler(request, request_id)
         except GatewayError as exc:
             return error_response(exc, envelope, request_id)
-        except Exception:
-            log.exception("request.crashed", request_id=request_id, path=request.url.path)
-            return error_response(
-                InternalError("internal error in the gateway"), envelope, request_id
-            )
+        except Exception as exc:  # noqa: BLE001 -- the surface's edge: logged, answered
+            error = unexpected_error(exc, request.url.path, request_id)
+            return error_response(error, envelope, request_id)
 
     return endpoint
 

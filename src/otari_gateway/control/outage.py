@@ -23,6 +23,17 @@ T = TypeVar("T")
 UNAVAILABLE = "the gateway's database is unavailable"
 
 
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for ``exc`` when it means the database cannot be reached, else None."""
+    if not isinstance(exc, DATABASE_ERRORS):
+        return None
+    reason = unreachable_reason(exc)
+    if reason is None:
+        return None
+    log.warning("database.unavailable", reason=reason)
+    return ServiceUnavailable(UNAVAILABLE, code="database_unavailable")
+
+
 @asynccontextmanager
 async def available(opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
     """``opened`` (a session), with a failure to reach the database raised as a 503."""
@@ -30,8 +41,7 @@ async def available(opened: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
         async with opened as value:
             yield value
     except DATABASE_ERRORS as exc:
-        reason = unreachable_reason(exc)
-        if reason is None:
+        error = unavailable(exc)
+        if error is None:
             raise
-        log.warning("database.unavailable", reason=reason)
-        raise ServiceUnavailable(UNAVAILABLE, code="database_unavailable") from exc
+        raise error from exc
