@@ -9,14 +9,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import orjson
 import pytest
 
 from tests.fakes import content as c
-from tests.integration.conftest import Stack
+from tests.fakes.azure_openai_upstream import FakeAzureOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.conftest import MASTER_KEY, Stack
+from tests.integration.gateway_process import GatewayProcess
 
 ANTHROPIC_MODEL = "anthropic:claude-sonnet-4-5"
 OPENAI_MODEL = "openai:gpt-4o"
@@ -107,17 +113,109 @@ def test_chat_on_anthropic_reasoning_effort_becomes_extended_thinking(stack: Sta
     assert _anthropic_sent(stack)["thinking"] == {"type": "enabled", "budget_tokens": 15_999}
 
 
-def test_messages_on_openai_thinking_becomes_reasoning_effort(stack: Stack) -> None:
+def test_messages_on_openai_reasoning_model_thinking_and_token_limit(stack: Stack) -> None:
+    # OpenAI's reasoning models refuse max_tokens: the limit goes as max_completion_tokens.
     with stack.anthropic_client() as client:
-        client.messages.create(
-            model=OPENAI_MODEL,
+        message = client.messages.create(
+            model="openai:o3-mini",
             max_tokens=8_000,
             messages=USER_Q,
             thinking={"type": "enabled", "budget_tokens": 2_048},
         )
+    assert message.content[-1].type == "text"
     sent = _openai_sent(stack)
     assert sent["reasoning_effort"] == "low"
-    assert "thinking" not in sent
+    assert sent["max_completion_tokens"] == 8_000
+    assert "max_tokens" not in sent and "thinking" not in sent
+
+
+def test_messages_on_openai_thinking_on_a_model_that_does_not_reason(stack: Stack) -> None:
+    with stack.anthropic_client() as client:
+        message = client.messages.create(
+            model="openai:gpt-4o-mini",
+            max_tokens=8_000,
+            messages=USER_Q,
+            thinking={"type": "enabled", "budget_tokens": 2_048},
+        )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: what now"
+    assert "reasoning_effort" not in _openai_sent(stack)
+
+
+@dataclass
+class OtherUpstreams:
+    """A gateway with a vLLM instance (an OpenAI-compatible server) and an Azure OpenAI one."""
+
+    gateway: GatewayProcess
+    vllm: FakeOpenAI
+    azure: FakeAzureOpenAI
+
+    def anthropic_client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20
+        )
+
+    def openai_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.gateway.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=20
+        )
+
+
+@pytest.fixture(scope="module")
+def other_upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtherUpstreams]:
+    with FakeOpenAI(api_key="sk-fake-vllm") as vllm, FakeAzureOpenAI() as azure:
+        config = {
+            "master_key": MASTER_KEY,
+            "require_pricing": False,
+            "discover_models": False,
+            "providers": {
+                "vllm": {
+                    "provider_type": "vllm",
+                    "api_key": vllm.api_key,
+                    "api_base": vllm.base_url + "/v1",
+                },
+                "azure": {
+                    "provider_type": "azureopenai",
+                    "api_key": azure.api_key,
+                    "api_base": azure.base_url,
+                },
+            },
+        }
+        gateway = GatewayProcess(config, tmp_path_factory.mktemp("other-upstreams"))
+        gateway.start()
+        try:
+            yield OtherUpstreams(gateway, vllm, azure)
+        finally:
+            gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("model", "limit_field"),
+    [("vllm:qwen3-8b", "max_tokens"), ("azure:my-gpt4o-deployment", "max_completion_tokens")],
+)
+def test_messages_token_limit_name_follows_the_upstream(
+    other_upstreams: OtherUpstreams, model: str, limit_field: str
+) -> None:
+    with other_upstreams.anthropic_client() as client:
+        client.messages.create(
+            model=model, max_tokens=77, messages=USER_Q, metadata={"user_id": "tester"}
+        )
+    fake = other_upstreams.vllm if model.startswith("vllm:") else other_upstreams.azure
+    sent = fake.last_request.json_object()
+    assert sent[limit_field] == 77
+    assert {"max_tokens", "max_completion_tokens"} & set(sent) == {limit_field}
+
+
+def test_responses_bridged_to_azure_send_max_completion_tokens(
+    other_upstreams: OtherUpstreams,
+) -> None:
+    with other_upstreams.openai_client() as client:
+        client.responses.create(
+            model="azure:my-gpt4o-deployment", input="hi", max_output_tokens=77, user="tester"
+        )
+    sent = other_upstreams.azure.last_request.json_object()
+    assert sent["max_completion_tokens"] == 77
+    assert "max_tokens" not in sent
 
 
 def test_chat_on_anthropic_image_data_url_becomes_base64_block(stack: Stack) -> None:

@@ -36,6 +36,37 @@ def test_minimal_request() -> None:
     }
 
 
+def test_openai_platform_gets_max_completion_tokens() -> None:
+    body = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    out = messages_request_to_chat(body, "o3-mini", openai_platform=True)
+    assert out["max_completion_tokens"] == 100
+    assert "max_tokens" not in out
+
+
+@pytest.mark.parametrize(
+    ("model", "openai_platform", "effort"),
+    [
+        ("o3-mini", True, "low"),
+        ("gpt-5-mini", True, "low"),
+        ("gpt-4o-mini", True, None),
+        ("gpt-5-chat-latest", True, None),
+        # A compatible server is trusted to know its own models (vLLM, DeepSeek …).
+        ("gpt-4o-mini", False, "low"),
+        ("deepseek-r1", False, "low"),
+    ],
+)
+def test_thinking_reaches_openai_only_for_reasoning_models(
+    model: str, openai_platform: bool, effort: str | None
+) -> None:
+    body = {
+        "max_tokens": 8_000,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": 2_048},
+    }
+    out = messages_request_to_chat(body, model, openai_platform=openai_platform)
+    assert out.get("reasoning_effort") == effort
+
+
 @pytest.mark.parametrize(
     ("system", "expected"),
     [

@@ -67,6 +67,13 @@ def test_sampling_limits_and_reasoning_are_mapped() -> None:
     assert not {"store", "metadata", "truncation", "max_output_tokens"} & set(out)
 
 
+def test_openai_platform_gets_max_completion_tokens() -> None:
+    body = {"input": "hi", "max_output_tokens": 64}
+    out = responses_request_to_chat(body, "o3-mini", openai_platform=True)
+    assert out["max_completion_tokens"] == 64
+    assert "max_tokens" not in out
+
+
 def test_stream_always_asks_for_usage() -> None:
     out = responses_request_to_chat({"input": "hi", "stream": True}, MODEL)
     assert out["stream"] is True

@@ -13,6 +13,7 @@ import orjson
 
 from otari_gateway.errors import GatewayError, UpstreamError
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
@@ -50,7 +51,9 @@ class StreamProcessor(Protocol):
 class Exchange(Protocol):
     operation: Operation
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes: ...
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        """The body for ``target``'s upstream, which carries ``target.model`` (the bare name)."""
+        ...
 
     def client_reply(
         self, request: GatewayRequest, reply: UpstreamReply

@@ -16,6 +16,7 @@ from otari_gateway.errors import GatewayError
 from otari_gateway.pipeline import envelopes
 from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages, usage_from_responses
@@ -33,8 +34,8 @@ class _JsonPassthrough:
         self.operation = operation
         self._read_usage = read_usage
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        return orjson.dumps(forwarded_body(request, model))
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        return orjson.dumps(forwarded_body(request, target.model))
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         usage: Usage = self._read_usage(parse_reply(reply).get("usage"))
@@ -77,8 +78,8 @@ class ChatPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.CHAT, usage_from_chat)
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        body = forwarded_body(request, model)
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        body = forwarded_body(request, target.model)
         if request.stream:
             # Usage is always asked for upstream, so a stream can be billed exactly; the
             # extra chunk is dropped again for a client that did not ask for it.

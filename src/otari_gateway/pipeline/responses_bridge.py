@@ -19,6 +19,7 @@ from otari_gateway.errors import GatewayError, InvalidRequest
 from otari_gateway.pipeline import envelopes
 from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
@@ -40,7 +41,7 @@ from otari_gateway.usage import Usage
 
 
 def _chat_request(
-    request: GatewayRequest, model: str, *, replay_thinking: bool = False
+    request: GatewayRequest, target: Target, *, replay_thinking: bool = False
 ) -> dict[str, Any]:
     field = unsupported_stateful_field(request.body)
     if field is not None:
@@ -53,7 +54,10 @@ def _chat_request(
         )
     try:
         return responses_request_to_chat(
-            forwarded_body(request, model), model, replay_thinking=replay_thinking
+            forwarded_body(request, target.model),
+            target.model,
+            replay_thinking=replay_thinking,
+            openai_platform=target.provider.capabilities.openai_platform,
         )
     except TranslationError as exc:
         raise InvalidRequest(str(exc)) from None
@@ -73,8 +77,8 @@ class ResponsesViaChat:
 
     operation = Operation.CHAT
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        return orjson.dumps(_chat_request(request, model))
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        return orjson.dumps(_chat_request(request, target))
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         chat = parse_reply(reply)
@@ -93,11 +97,13 @@ class ResponsesViaMessages:
 
     operation = Operation.MESSAGES
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         # Anthropic checks the signed thinking that input reasoning items carry back.
-        chat = _chat_request(request, model, replay_thinking=True)
+        chat = _chat_request(request, target, replay_thinking=True)
         try:
-            body = chat_request_to_messages(chat, model, default_max_tokens=DEFAULT_MAX_TOKENS)
+            body = chat_request_to_messages(
+                chat, target.model, default_max_tokens=DEFAULT_MAX_TOKENS
+            )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
         return orjson.dumps(body)

@@ -15,6 +15,7 @@ from otari_gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from otari_gateway.pipeline import envelopes
 from otari_gateway.pipeline.exchange import parse_event_data, parse_reply
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
@@ -49,10 +50,10 @@ class ChatViaMessages:
 
     operation = Operation.MESSAGES
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         try:
             body = chat_request_to_messages(
-                _client_body(request), model, default_max_tokens=DEFAULT_MAX_TOKENS
+                _client_body(request), target.model, default_max_tokens=DEFAULT_MAX_TOKENS
             )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
@@ -117,9 +118,13 @@ class MessagesViaChat:
 
     operation = Operation.CHAT
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         try:
-            body = messages_request_to_chat(_client_body(request), model)
+            body = messages_request_to_chat(
+                _client_body(request),
+                target.model,
+                openai_platform=target.provider.capabilities.openai_platform,
+            )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
         return orjson.dumps(body)

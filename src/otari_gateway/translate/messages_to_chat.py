@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
-from otari_gateway.translate.reasoning import effort_for_thinking
+from otari_gateway.translate.reasoning import effort_for_thinking, openai_reasons
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 from otari_gateway.usage import Usage
 
@@ -54,12 +54,15 @@ def message_id_for(chat_id: Any) -> str:
 # --- request -------------------------------------------------------------------------
 
 
-def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+def messages_request_to_chat(
+    body: Mapping[str, Any], model: str, *, openai_platform: bool = False
+) -> dict[str, Any]:
     """Build a Chat Completions request body from an Anthropic Messages one.
 
-    ``model`` is the bare upstream model name. ``thinking`` becomes ``reasoning_effort``
-    (``translate/reasoning.py``); Anthropic-only fields (``top_k``, ``cache_control``
-    markers...) are dropped.
+    ``model`` is the bare upstream model name; ``openai_platform`` says the upstream is
+    OpenAI's own API rather than a compatible server (``Capabilities.openai_platform``).
+    ``thinking`` becomes ``reasoning_effort`` (``translate/reasoning.py``); Anthropic-only
+    fields (``top_k``, ``cache_control`` markers...) are dropped.
     """
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
@@ -71,9 +74,11 @@ def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, A
     for i, msg in enumerate(raw):
         messages.extend(_convert_message(msg, f"messages[{i}]"))
     out: dict[str, Any] = {"model": model, "messages": messages}
-    # max_tokens rather than max_completion_tokens: far more compatible servers accept it.
+    # OpenAI's reasoning models refuse max_tokens, while many compatible servers know only
+    # max_tokens: each gets the name it accepts.
+    limit = "max_completion_tokens" if openai_platform else "max_tokens"
     for src, dst in (
-        ("max_tokens", "max_tokens"),
+        ("max_tokens", limit),
         ("temperature", "temperature"),
         ("top_p", "top_p"),
     ):
@@ -93,7 +98,7 @@ def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, A
     if isinstance(user, str) and user:
         out["user"] = user
     effort = effort_for_thinking(body.get("thinking"))
-    if effort is not None:
+    if effort is not None and (not openai_platform or openai_reasons(model)):
         out["reasoning_effort"] = effort
     return out
 

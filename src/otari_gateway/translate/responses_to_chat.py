@@ -46,7 +46,11 @@ def unsupported_stateful_field(body: Mapping[str, Any]) -> str | None:
 
 
 def responses_request_to_chat(
-    body: Mapping[str, Any], model: str, *, replay_thinking: bool = False
+    body: Mapping[str, Any],
+    model: str,
+    *,
+    replay_thinking: bool = False,
+    openai_platform: bool = False,
 ) -> dict[str, Any]:
     """Build a Chat Completions body from a Responses one; ``model`` is the upstream's.
 
@@ -55,7 +59,9 @@ def responses_request_to_chat(
     With ``replay_thinking`` (an upstream that takes Anthropic thinking blocks back), the
     signed blocks of input reasoning items become their assistant turn's
     ``thinking_blocks``; otherwise reasoning items are left out unread, as
-    OpenAI-compatible servers take no reasoning input.
+    OpenAI-compatible servers take no reasoning input. ``openai_platform`` (OpenAI's own
+    API, whose reasoning models refuse ``max_tokens``) sends the limit as
+    ``max_completion_tokens``.
     """
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
@@ -67,7 +73,7 @@ def responses_request_to_chat(
     out: dict[str, Any] = {"model": model, "messages": messages}
     limit = body.get("max_output_tokens")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        out["max_tokens"] = limit
+        out["max_completion_tokens" if openai_platform else "max_tokens"] = limit
     for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
         if body.get(key) is not None:
             out[key] = body[key]
