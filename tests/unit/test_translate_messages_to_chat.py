@@ -9,8 +9,8 @@ import pytest
 
 from otari_gateway.translate.chat_to_messages import chat_request_to_messages
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.messages_stream import ChatToMessagesStream
 from otari_gateway.translate.messages_to_chat import (
-    ChatToMessagesStream,
     chat_response_to_messages,
     message_id_for,
     messages_request_to_chat,

@@ -23,8 +23,8 @@ from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )

@@ -19,14 +19,14 @@ from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.messages_stream import ChatToMessagesStream
 from otari_gateway.translate.messages_to_chat import (
-    ChatToMessagesStream,
     chat_response_to_messages,
     messages_request_to_chat,
 )
