@@ -72,7 +72,7 @@ def test_anthropic_non_stream(stack: Stack) -> None:
         )
     assert response.object == "response"
     assert response.status == "completed"
-    assert response.model == ANTHROPIC
+    assert response.model == "claude-sonnet-4-5"
     assert response.output_text == "echo: ping pong"
     assert response.usage is not None
     # The fake counts words of system + messages ("be terse" + "ping pong").
@@ -178,6 +178,7 @@ def test_anthropic_stream_event_sequence(stack: Stack) -> None:
     assert completed.type == "response.completed"
     assert completed.response.status == "completed"
     assert completed.response.id == events[0].response.id
+    assert events[0].response.model == completed.response.model == "claude-sonnet-4-5"
     assert completed.response.output_text == text
     assert completed.response.usage is not None
     assert (completed.response.usage.input_tokens, completed.response.usage.output_tokens) == (
@@ -229,6 +230,7 @@ def test_chat_only_non_stream(stack: Stack) -> None:
             text={"format": {"type": "json_object"}},
         )
     assert response.status == "completed"
+    assert response.model == "local-model"
     assert response.output_text == "echo: hello there"
     assert response.usage is not None
     assert (response.usage.input_tokens, response.usage.output_tokens) == (4, 3)
@@ -257,6 +259,7 @@ def test_chat_only_stream_event_sequence(stack: Stack) -> None:
     completed = events[-1]
     assert completed.type == "response.completed"
     assert completed.response.output_text == "echo: one two three"
+    assert events[0].response.model == completed.response.model == "local-model"
     assert completed.response.usage is not None
     assert (completed.response.usage.input_tokens, completed.response.usage.output_tokens) == (
         3,

@@ -206,6 +206,26 @@ def test_messages_token_limit_name_follows_the_upstream(
     assert {"max_tokens", "max_completion_tokens"} & set(sent) == {limit_field}
 
 
+def test_messages_stream_from_azure_names_the_deployed_model(
+    other_upstreams: OtherUpstreams,
+) -> None:
+    # Azure's stream opens with a content-filter chunk that names no model.
+    with (
+        other_upstreams.anthropic_client() as client,
+        client.messages.stream(
+            model="azure:my-gpt4o-deployment",
+            max_tokens=50,
+            messages=USER_Q,
+            metadata={"user_id": "tester"},
+        ) as stream,
+    ):
+        events = list(stream)
+    start = events[0]
+    assert start.type == "message_start"
+    assert start.message.model == "my-gpt4o-deployment"
+    assert stream.get_final_message().content[0].type == "text"
+
+
 def test_responses_bridged_to_azure_send_max_completion_tokens(
     other_upstreams: OtherUpstreams,
 ) -> None:
@@ -640,7 +660,7 @@ def test_messages_on_openai_raw_stream_events(stack: Stack) -> None:
     start = events[0]
     assert start.type == "message_start"
     assert start.message.role == "assistant"
-    assert start.message.model == OPENAI_MODEL or start.message.model == "gpt-4o"
+    assert start.message.model == "gpt-4o"
     text = "".join(
         event.delta.text
         for event in events
@@ -680,6 +700,24 @@ def test_messages_on_openai_raw_stream_tool_use(stack: Stack) -> None:
     assert delta.usage.output_tokens == c.TOOL_CALL_OUTPUT_TOKENS
     assert delta.usage.input_tokens == 2
     assert events[-1].type == "message_stop"
+
+
+def test_translated_answers_name_the_upstream_model(stack: Stack) -> None:
+    # As a same-format relay does: the model the upstream reported, not the selector.
+    with stack.openai_client() as client:
+        reply = client.chat.completions.create(model="claude", messages=USER_Q)
+        with client.chat.completions.create(
+            model=ANTHROPIC_MODEL, messages=USER_Q, stream=True
+        ) as stream:
+            streamed = {chunk.model for chunk in stream}
+    assert reply.model == "claude-sonnet-4-5"
+    assert streamed == {"claude-sonnet-4-5"}
+    with stack.anthropic_client() as client:
+        message = client.messages.create(model="fast", max_tokens=50, messages=USER_Q)
+        with client.messages.stream(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q) as s:
+            final = s.get_final_message()
+    assert message.model == "gpt-4o-mini"
+    assert final.model == "gpt-4o"
 
 
 # --------------------------------------------------------------------------- request knobs

@@ -287,7 +287,8 @@ def test_response_with_thinking_text_and_tool_use() -> None:
         "id": "msg_01ABC",
         "object": "chat.completion",
         "created": 123,
-        "model": "my-alias",
+        # The model the upstream reported, as a same-format client would see it.
+        "model": "claude-sonnet-4-5",
         "choices": [
             {
                 "index": 0,
@@ -421,7 +422,7 @@ def test_stream_text_answer() -> None:
         assert chunk["id"] == "msg_stream"
         assert chunk["object"] == "chat.completion.chunk"
         assert chunk["created"] == 99
-        assert chunk["model"] == "alias"
+        assert chunk["model"] == "claude-sonnet-4-5"
         assert "usage" not in chunk
 
 
@@ -433,7 +434,7 @@ def test_stream_include_usage_adds_final_usage_chunk() -> None:
         "id": "msg_stream",
         "object": "chat.completion.chunk",
         "created": 99,
-        "model": "alias",
+        "model": "claude-sonnet-4-5",
         "choices": [],
         "usage": {
             "prompt_tokens": 125,

@@ -326,7 +326,7 @@ def test_response_with_reasoning_text_and_tool_calls() -> None:
         "id": "msg_chatcmpl-123",
         "type": "message",
         "role": "assistant",
-        "model": "alias",
+        "model": MODEL,
         "content": [
             {"type": "thinking", "thinking": "think", "signature": ""},
             {"type": "text", "text": "Checking."},
@@ -442,7 +442,7 @@ def test_stream_text_answer() -> None:
         "message_delta",
     ]
     assert events[0][1]["message"]["id"] == "msg_X"
-    assert events[0][1]["message"]["model"] == "alias"
+    assert events[0][1]["message"]["model"] == MODEL
     assert events[1][1] == {
         "type": "content_block_start",
         "index": 0,
@@ -575,6 +575,22 @@ def test_stream_input_tokens_in_message_start_when_known() -> None:
     first = {**_chunk({"content": ""}), "usage": {"prompt_tokens": 7, "completion_tokens": 0}}
     events = stream.feed(first)
     assert events[0][1]["message"]["usage"] == {"input_tokens": 7, "output_tokens": 0}
+
+
+def test_models_the_upstream_does_not_name_fall_back_to_the_given_name() -> None:
+    completion = _completion({"role": "assistant", "content": "x"}, "stop")
+    del completion["model"]
+    assert chat_response_to_messages(completion, "fallback")["model"] == "fallback"
+    stream = ChatToMessagesStream("fallback", message_id="msg_X")
+    chunk = {k: v for k, v in _chunk({"content": "x"}).items() if k != "model"}
+    assert stream.feed(chunk)[0][1]["message"]["model"] == "fallback"
+
+
+def test_stream_skips_azures_leading_content_filter_chunk() -> None:
+    stream = ChatToMessagesStream("fallback", message_id="msg_X")
+    filters = {"id": "", "model": "", "choices": [], "prompt_filter_results": []}
+    assert stream.feed(filters) == []
+    assert stream.feed(_chunk({"content": "x"}))[0][1]["message"]["model"] == MODEL
 
 
 def test_stream_with_no_chunks_still_produces_a_valid_message() -> None:

@@ -283,6 +283,25 @@ def test_truncated_answers_are_incomplete(finish: str, reason: str) -> None:
     assert out["incomplete_details"] == {"reason": reason}
 
 
+def test_the_response_names_the_model_the_upstream_reported() -> None:
+    chat = {"model": "gpt-4o-mini-2024-07-18", "choices": [{"message": {"content": "x"}}]}
+    out = chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)
+    assert out["model"] == "gpt-4o-mini-2024-07-18"
+    del chat["model"]
+    assert chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)["model"] == (
+        "client-model"
+    )
+    stream = ChatToResponsesStream(_envelope())
+    # Azure's leading content-filter chunk names no model and opens nothing.
+    assert stream.feed({"model": "", "choices": [], "prompt_filter_results": []}) == []
+    created = stream.feed({**_chunk({"content": "x"}), "model": "gpt-4o-mini-2024-07-18"})[0]
+    assert created["type"] == "response.created"
+    assert created["response"]["model"] == "gpt-4o-mini-2024-07-18"
+    assert stream.terminal(Usage(), completed_at=1)["response"]["model"] == (
+        "gpt-4o-mini-2024-07-18"
+    )
+
+
 def test_refusal_becomes_a_refusal_part() -> None:
     chat = {"choices": [{"finish_reason": "stop", "message": {"content": None, "refusal": "no"}}]}
     out = chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)

@@ -188,10 +188,12 @@ class ResponsesFromMessagesStream(_ResponsesStream):
             return []
         if kind == "message_start":
             self._started = True
-        events = self._responses.start()
+        events: list[Event] = []
         for chunk in self._chat.feed(data):
             events.extend(self._responses.feed(chunk))
-        return events
+        # Chunks open the response with the model message_start named; an event that
+        # yields none opens it all the same.
+        return [*self._responses.start(), *events]
 
     @property
     def usage(self) -> Usage | None:

@@ -15,13 +15,17 @@ import orjson
 
 from otari_gateway.translate.chat_to_messages import finish_reason
 from otari_gateway.translate.errors import UpstreamStreamError
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.thinking_blocks import ThinkingStream
 from otari_gateway.translate.usage import chat_usage, usage_from_messages
 from otari_gateway.usage import Usage
 
 
 class MessagesToChatStream:
-    """Turns Anthropic stream events into ``chat.completion.chunk`` objects, one call each."""
+    """Turns Anthropic stream events into ``chat.completion.chunk`` objects, one call each.
+
+    ``model`` names the model until ``message_start`` says which one answers.
+    """
 
     def __init__(self, model: str, *, created: int, include_usage: bool) -> None:
         self._model = model
@@ -43,6 +47,7 @@ class MessagesToChatStream:
         if kind == "message_start":
             message = event.get("message") or {}
             self._id = message.get("id") or self._id
+            self._model = reported_model(message, self._model)
             self._merge_usage(message.get("usage"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":

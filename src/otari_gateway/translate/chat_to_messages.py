@@ -13,6 +13,7 @@ import orjson
 
 from otari_gateway.translate.errors import TranslationError
 from otari_gateway.translate.reasoning import thinking_for_effort
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.thinking_blocks import (
     missing_replayed_thinking,
     reasoning_fields,
@@ -331,7 +332,8 @@ def _dump(value: Any) -> str:
 def messages_response_to_chat(
     resp: Mapping[str, Any], model: str, *, created: int
 ) -> dict[str, Any]:
-    """Build a ``chat.completion`` from an Anthropic Message; ``model`` is the client's name."""
+    """Build a ``chat.completion`` from an Anthropic Message; ``model`` names the model when
+    the upstream does not."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in resp.get("content") or []:
@@ -363,7 +365,7 @@ def messages_response_to_chat(
         "id": resp.get("id"),
         "object": "chat.completion",
         "created": created,
-        "model": model,
+        "model": reported_model(resp, model),
         "choices": [choice],
         "usage": chat_usage(usage_from_messages(resp.get("usage"))),
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 from otari_gateway.translate.errors import UpstreamStreamError
 from otari_gateway.translate.messages_to_chat import reasoning_text, stop_reason
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 from otari_gateway.usage import Usage
 
@@ -20,7 +21,10 @@ Event = tuple[str, dict[str, Any]]
 
 
 class ChatToMessagesStream:
-    """Turns ``chat.completion.chunk`` objects into Anthropic ``(event, data)`` pairs."""
+    """Turns ``chat.completion.chunk`` objects into Anthropic ``(event, data)`` pairs.
+
+    ``model`` names the model in ``message_start`` when the upstream's chunks do not.
+    """
 
     def __init__(self, model: str, *, message_id: str) -> None:
         self._model = model
@@ -42,8 +46,14 @@ class ChatToMessagesStream:
             raise UpstreamStreamError.from_payload(chunk["error"])
         if isinstance(chunk.get("usage"), Mapping):
             self._usage = chunk["usage"]
-        events = [] if self._started else self._message_start()
         choices = chunk.get("choices") or []
+        events: list[Event] = []
+        if not self._started:
+            if not choices and self._usage is None:
+                # Azure leads with a chunk of content-filter results that names no model.
+                return []
+            self._model = reported_model(chunk, self._model)
+            events = self._message_start()
         # Only the first choice is relayed: Anthropic messages have exactly one.
         choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
         delta = choice.get("delta") or {}

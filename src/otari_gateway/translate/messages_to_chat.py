@@ -13,6 +13,7 @@ import orjson
 
 from otari_gateway.translate.errors import TranslationError
 from otari_gateway.translate.reasoning import effort_for_thinking, openai_reasons
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 
 STOP_REASONS: dict[str, str] = {
@@ -311,7 +312,8 @@ def _message_text(message: Mapping[str, Any]) -> str:
 
 
 def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """Build an Anthropic Message from a ``chat.completion``; ``model`` is the client's name."""
+    """Build an Anthropic Message from a ``chat.completion``; ``model`` names the model when
+    the upstream does not."""
     choices = resp.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], Mapping) else {}
     message = choice.get("message") or {}
@@ -336,7 +338,7 @@ def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, 
         "id": message_id_for(resp.get("id")),
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": reported_model(resp, model),
         "content": content,
         "stop_reason": stop_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
         "stop_sequence": None,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otari_gateway.translate.errors import UpstreamStreamError
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.responses_reasoning import reasoning_item, summary_part
 from otari_gateway.translate.responses_to_chat import (
     call_item,
@@ -83,10 +84,16 @@ class ChatToResponsesStream:
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         if chunk.get("error"):
             raise UpstreamStreamError.from_payload(chunk["error"])
-        events = self.start()
         if isinstance(chunk.get("usage"), Mapping):
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        if not self._started:
+            if not choices and self._usage is None:
+                # Azure leads with a chunk of content-filter results that names no model.
+                return []
+            self._envelope["model"] = reported_model(chunk, self._envelope["model"])
+        events = self.start()
+        for choice in choices:
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otari_gateway.translate.errors import TranslationError
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.responses_reasoning import (
     input_thinking,
     message_reasoning,
@@ -351,7 +352,8 @@ def call_item(
 def chat_response_to_responses(
     chat: Mapping[str, Any], envelope: Mapping[str, Any], usage: Usage, *, completed_at: int
 ) -> dict[str, Any]:
-    """Build the final ``response`` from a ``chat.completion`` (its first choice).
+    """Build the final ``response`` from a ``chat.completion`` (its first choice), naming
+    the model the upstream reported.
 
     ``usage`` is passed in rather than read from ``chat`` so a caller holding the
     provider's own richer usage (Anthropic cache writes) keeps it.
@@ -359,6 +361,7 @@ def chat_response_to_responses(
     choices = chat.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
     message = choice.get("message") or {}
+    envelope = {**envelope, "model": reported_model(chat, envelope["model"])}
     base = str(envelope["id"]).removeprefix("resp_")
     output: list[dict[str, Any]] = []
     summary, blocks = message_reasoning(message)
