@@ -632,16 +632,13 @@ def test_messages_on_openai_stream_text(stack: Stack) -> None:
 
 
 def test_messages_on_openai_raw_stream_events(stack: Stack) -> None:
-    with (
-        stack.anthropic_client() as client,
-        client.messages.create(
-            model=OPENAI_MODEL,
-            max_tokens=100,
-            messages=[{"role": "user", "content": "one two three"}],
-            stream=True,
-        ) as stream,
-    ):
-        events = list(stream)
+    messages: Any = [{"role": "user", "content": "one two three"}]
+    with stack.anthropic_client() as client:
+        counted = client.messages.count_tokens(model=OPENAI_MODEL, messages=messages)
+        with client.messages.create(
+            model=OPENAI_MODEL, max_tokens=100, messages=messages, stream=True
+        ) as stream:
+            events = list(stream)
     types = [event.type for event in events]
     assert types[0] == "message_start"
     assert types[-1] == "message_stop"
@@ -661,6 +658,9 @@ def test_messages_on_openai_raw_stream_events(stack: Stack) -> None:
     assert start.type == "message_start"
     assert start.message.role == "assistant"
     assert start.message.model == "gpt-4o"
+    # OpenAI reports usage only at the end; clients (LangChain) read the input here, so it is
+    # the gateway's own count until message_delta brings the upstream's.
+    assert start.message.usage.input_tokens == counted.input_tokens > 0
     text = "".join(
         event.delta.text
         for event in events

@@ -593,6 +593,15 @@ def test_stream_skips_azures_leading_content_filter_chunk() -> None:
     assert stream.feed(_chunk({"content": "x"}))[0][1]["message"]["model"] == MODEL
 
 
+def test_stream_message_start_counts_the_input_until_the_upstream_does() -> None:
+    stream = ChatToMessagesStream("alias", message_id="msg_X", input_tokens=42)
+    start = stream.feed(_chunk({"content": ""}))[0][1]
+    assert start["message"]["usage"] == {"input_tokens": 42, "output_tokens": 0}
+    stream.feed(_chunk({}, "stop"))
+    stream.feed(_usage_chunk(prompt_tokens=40, completion_tokens=1))
+    assert stream.finish()[-1][1]["usage"] == {"input_tokens": 40, "output_tokens": 1}
+
+
 def test_stream_with_no_chunks_still_produces_a_valid_message() -> None:
     events = ChatToMessagesStream("alias", message_id="msg_X").finish()
     assert _names(events) == ["message_start", "message_delta"]

@@ -66,7 +66,7 @@ class _Relay:
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         return reply.body, self._read_usage(request, reply)
 
-    def stream_processor(self, request: GatewayRequest) -> StreamProcessor:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> StreamProcessor:
         raise AssertionError(f"{self.operation.value} answers are never streamed")
 
 

@@ -59,7 +59,9 @@ class Exchange(Protocol):
         self, request: GatewayRequest, reply: UpstreamReply
     ) -> tuple[bytes, Usage]: ...
 
-    def stream_processor(self, request: GatewayRequest) -> StreamProcessor: ...
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> StreamProcessor:
+        """A processor for one stream; ``input_tokens`` is the count made at admission."""
+        ...
 
 
 def parse_reply(reply: UpstreamReply) -> dict[str, Any]:

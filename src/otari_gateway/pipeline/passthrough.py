@@ -88,7 +88,7 @@ class ChatPassthrough(_JsonPassthrough):
             body["stream_options"] = options
         return orjson.dumps(body)
 
-    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ChatStream:
         options = request.body.get("stream_options") or {}
         return ChatStream(client_wants_usage=bool(options.get("include_usage")))
 
@@ -122,7 +122,7 @@ class MessagesPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.MESSAGES, usage_from_messages)
 
-    def stream_processor(self, request: GatewayRequest) -> MessagesStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> MessagesStream:
         return MessagesStream()
 
 
@@ -161,7 +161,7 @@ class ResponsesPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.RESPONSES, usage_from_responses)
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ResponsesStream:
         return ResponsesStream()
 
 
@@ -198,7 +198,7 @@ class EmbeddingsPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.EMBEDDINGS, usage_from_chat)
 
-    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ChatStream:
         raise AssertionError("embeddings are never streamed")
 
 

@@ -88,7 +88,9 @@ class ResponsesViaChat:
         )
         return orjson.dumps(response), usage
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesFromChatStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ResponsesFromChatStream:
         return ResponsesFromChatStream(ChatToResponsesStream(_envelope(request)))
 
 
@@ -117,7 +119,9 @@ class ResponsesViaMessages:
         response = chat_response_to_responses(chat, _envelope(request), usage, completed_at=now)
         return orjson.dumps(response), usage
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesFromMessagesStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ResponsesFromMessagesStream:
         chat = MessagesToChatStream(request.model, created=int(time.time()), include_usage=False)
         return ResponsesFromMessagesStream(chat, ChatToResponsesStream(_envelope(request)))
 

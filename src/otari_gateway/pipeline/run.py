@@ -160,7 +160,7 @@ class Pipeline:
         exchange: Exchange,
         body: bytes,
     ) -> StreamResult:
-        processor = exchange.stream_processor(request)
+        processor = exchange.stream_processor(request, admitted.input_tokens)
         stack = AsyncExitStack()
         # Entered before the response starts, so a refusal keeps its real status code.
         chunks = await stack.enter_async_context(

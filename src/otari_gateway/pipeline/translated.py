@@ -64,7 +64,9 @@ class ChatViaMessages:
         chat = messages_response_to_chat(message, request.model, created=int(time.time()))
         return orjson.dumps(chat), usage_from_messages(message.get("usage"))
 
-    def stream_processor(self, request: GatewayRequest) -> ChatFromMessagesStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ChatFromMessagesStream:
         options = request.body.get("stream_options") or {}
         return ChatFromMessagesStream(
             MessagesToChatStream(
@@ -134,9 +136,13 @@ class MessagesViaChat:
         message = chat_response_to_messages(chat, request.model)
         return orjson.dumps(message), usage_from_chat(chat.get("usage"))
 
-    def stream_processor(self, request: GatewayRequest) -> MessagesFromChatStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> MessagesFromChatStream:
         return MessagesFromChatStream(
-            ChatToMessagesStream(request.model, message_id=f"msg_{request.request_id}")
+            ChatToMessagesStream(
+                request.model, message_id=f"msg_{request.request_id}", input_tokens=input_tokens
+            )
         )
 
 

@@ -23,11 +23,15 @@ Event = tuple[str, dict[str, Any]]
 class ChatToMessagesStream:
     """Turns ``chat.completion.chunk`` objects into Anthropic ``(event, data)`` pairs.
 
-    ``model`` names the model in ``message_start`` when the upstream's chunks do not.
+    ``model`` names the model in ``message_start`` when the upstream's chunks do not, and
+    ``input_tokens`` (the gateway's own count) stands for the input there until the
+    upstream's count arrives, which is mostly with the last chunk: clients read the input
+    from ``message_start``, the final count from ``message_delta``.
     """
 
-    def __init__(self, model: str, *, message_id: str) -> None:
+    def __init__(self, model: str, *, message_id: str, input_tokens: int = 0) -> None:
         self._model = model
+        self._input_tokens = input_tokens
         self._message_id = message_id
         self._started = False
         self._next_block = 0
@@ -96,7 +100,9 @@ class ChatToMessagesStream:
             "stop_reason": None,
             "stop_sequence": None,
             "usage": {
-                "input_tokens": messages_usage(self.usage)["input_tokens"],
+                "input_tokens": messages_usage(self.usage)["input_tokens"]
+                if self._usage is not None
+                else self._input_tokens,
                 "output_tokens": 0,
             },
         }
