@@ -214,6 +214,24 @@ def test_anthropic_stream_cut_short_ends_in_an_error_event(stack: Stack) -> None
     assert types[:2] == ["response.created", "response.in_progress"]
     assert types[-1] == "error"
     assert "response.completed" not in types
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("after_events", [0, 3])
+def test_stream_helper_gets_the_error_event_of_a_cut_stream(
+    stack: Stack, after_events: int
+) -> None:
+    stack.anthropic_fake.drop_stream_next(after_events=after_events)
+    with (
+        stack.openai_client() as client,
+        client.responses.stream(model=ANTHROPIC, input="ping") as stream,
+    ):
+        events = list(stream)
+    assert events[0].type == "response.created"
+    error = events[-1]
+    assert error.type == "error"
+    assert "stream before it was complete" in error.message
+    assert [event.sequence_number for event in events] == list(range(len(events)))
 
 
 # --------------------------------------------------------------------------- chat-only

@@ -440,6 +440,28 @@ def test_length_finish_ends_in_response_incomplete() -> None:
     assert events[-1]["response"]["usage"]["output_tokens"] == 1
 
 
+def test_an_error_event_continues_the_sequence() -> None:
+    stream = ChatToResponsesStream(_envelope())
+    sent = stream.feed(_chunk({"content": "par"}))
+    [error] = stream.error("api_error", "boom", None)
+    assert error == {
+        "type": "error",
+        "sequence_number": len(sent),
+        "code": "api_error",
+        "message": "boom",
+        "param": None,
+    }
+
+
+def test_an_error_before_any_event_opens_the_response_first() -> None:
+    events = ChatToResponsesStream(_envelope()).error("api_error", "boom", None)
+    assert [(e["type"], e["sequence_number"]) for e in events] == [
+        ("response.created", 0),
+        ("response.in_progress", 1),
+        ("error", 2),
+    ]
+
+
 def test_empty_stream_still_opens_and_closes() -> None:
     events = _run([])
     assert [e["type"] for e in events] == [

@@ -163,7 +163,8 @@ class _ResponsesStream(ABC):
         return envelopes.sse_event(event["type"], event)
 
     def error_event(self, error: GatewayError) -> bytes:
-        return envelopes.responses_error_event(error)
+        code = error.code or error.openai_type
+        return b"".join(_frames(self._responses.error(code, error.message, error.param)))
 
 
 class ResponsesFromChatStream(_ResponsesStream):

@@ -4,7 +4,8 @@ Chunks go in one at a time; out come ``response.created`` and ``response.in_prog
 first, then per output item ``response.output_item.added`` → content/argument deltas →
 their ``.done`` events → ``response.output_item.done``, and finally (from ``terminal``,
 once the caller has settled) ``response.completed`` or ``response.incomplete`` carrying
-the whole response and its usage. Every event has a ``sequence_number`` that counts from 0.
+the whole response and its usage, or (from ``error``) an ``error`` event. Every event has a
+``sequence_number`` that counts from 0.
 
 Reasoning (``translate/responses_reasoning.py``) streams as OpenAI's reasoning summaries:
 ``response.reasoning_summary_part.added`` → ``response.reasoning_summary_text.delta``… →
@@ -119,6 +120,13 @@ class ChatToResponsesStream:
         for item in sorted(self._calls.values(), key=lambda i: i.output_index):
             events.extend(self._close_call(item))
         self._calls.clear()
+        return events
+
+    def error(self, code: str, message: str, param: str | None) -> list[Event]:
+        """An ``error`` event in sequence, after ``response.created`` if none was sent yet:
+        the openai SDK's stream helper refuses any other event ahead of that one."""
+        events = self.start()
+        events.append(self._event("error", code=code, message=message, param=param))
         return events
 
     def terminal(self, usage: Usage, *, completed_at: int) -> Event:
