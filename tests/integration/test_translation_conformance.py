@@ -359,6 +359,24 @@ def test_chat_on_anthropic_stop_reason_max_tokens_maps_to_length(stack: Stack) -
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (4, 2)
 
 
+def test_chat_on_anthropic_paused_turn_is_unfinished(stack: Stack) -> None:
+    canned = {
+        "id": "msg_paused",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Searching"}],
+        "stop_reason": "pause_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 4, "output_tokens": 1},
+    }
+    stack.anthropic_fake.fail_next(200, body=canned)
+    with stack.openai_client() as client:
+        reply = client.chat.completions.create(model=ANTHROPIC_MODEL, messages=USER_Q)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.choices[0].message.content == "Searching"
+
+
 def test_chat_on_anthropic_usage(stack: Stack) -> None:
     with stack.openai_client() as client:
         reply = client.chat.completions.create(
@@ -564,6 +582,57 @@ def test_messages_on_openai_tool_result_round_trip(stack: Stack) -> None:
     assert tools[0]["tool_call_id"] == "call_fake_1"
     assert c.text_of(tools[0]["content"]) == "2000 USD"
     assert messages[-1]["role"] == "tool"
+
+
+def test_messages_on_openai_failed_tool_result_is_marked(stack: Stack) -> None:
+    history: Any = [
+        {"role": "user", "content": "price of gold"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "call_1", "name": "search", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_1",
+                    "is_error": True,
+                    "content": "upstream timed out",
+                }
+            ],
+        },
+    ]
+    with stack.anthropic_client() as client:
+        client.messages.create(
+            model=OPENAI_MODEL, max_tokens=100, tools=ANTHROPIC_TOOLS, messages=history
+        )
+    [tool] = [m for m in _openai_sent(stack)["messages"] if m["role"] == "tool"]
+    assert tool["content"] == "Error: upstream timed out"
+
+
+def test_messages_on_openai_refusal_is_a_refusal(stack: Stack) -> None:
+    canned = {
+        "id": "chatcmpl-refused",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": "I can't help."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+    }
+    stack.openai_fake.fail_next(200, body=canned)
+    with stack.anthropic_client() as client:
+        message = client.messages.create(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q)
+    assert message.stop_reason == "refusal"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "I can't help."
 
 
 def test_messages_on_openai_stop_reason_length_maps_to_max_tokens(stack: Stack) -> None:

@@ -340,7 +340,7 @@ def test_response_with_only_tool_use_has_null_content() -> None:
         ("max_tokens", "length"),
         ("tool_use", "tool_calls"),
         ("refusal", "content_filter"),
-        ("pause_turn", "stop"),
+        ("pause_turn", "length"),
         (None, "stop"),
         ("something_new", "stop"),
     ],

@@ -171,9 +171,20 @@ def test_tool_use_and_results_keep_ids_and_order() -> None:
             ],
         },
         {"role": "tool", "tool_call_id": "toolu_A", "content": "sunny"},
-        {"role": "tool", "tool_call_id": "call_B", "content": "clock\nbroke"},
+        # Chat has no is_error: the failure is said in the result's text.
+        {"role": "tool", "tool_call_id": "call_B", "content": "Error: clock\nbroke"},
         {"role": "user", "content": "also this"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "sent"),
+    [("Error: disk full", "Error: disk full"), ("ERROR 42", "ERROR 42"), ("", "Error")],
+)
+def test_failed_tool_results_are_not_marked_twice(content: str, sent: str) -> None:
+    result = {"type": "tool_result", "tool_use_id": "t", "is_error": True, "content": content}
+    tool_message = _req([{"role": "user", "content": [result]}])["messages"][0]
+    assert tool_message == {"role": "tool", "tool_call_id": "t", "content": sent}
 
 
 def test_images_in_tool_results_follow_the_tool_messages() -> None:
@@ -575,6 +586,27 @@ def test_stream_input_tokens_in_message_start_when_known() -> None:
     first = {**_chunk({"content": ""}), "usage": {"prompt_tokens": 7, "completion_tokens": 0}}
     events = stream.feed(first)
     assert events[0][1]["message"]["usage"] == {"input_tokens": 7, "output_tokens": 0}
+
+
+def test_a_refusal_is_the_text_and_the_stop_reason() -> None:
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    out = chat_response_to_messages(_completion(message, "stop"), "alias")
+    assert out["content"] == [{"type": "text", "text": "I can't help with that."}]
+    assert out["stop_reason"] == "refusal"
+
+
+def test_a_streamed_refusal_is_the_text_and_the_stop_reason() -> None:
+    events = _run(
+        [
+            _chunk({"role": "assistant", "content": None, "refusal": ""}),
+            _chunk({"refusal": "I can't"}),
+            _chunk({"refusal": " help."}),
+            _chunk({}, "stop"),
+        ]
+    )
+    text = "".join(d["text"] for _, d in _deltas(events))
+    assert text == "I can't help."
+    assert events[-1][1]["delta"]["stop_reason"] == "refusal"
 
 
 def test_models_the_upstream_does_not_name_fall_back_to_the_given_name() -> None:

@@ -25,7 +25,9 @@ from otari_gateway.translate.usage import chat_usage, usage_from_messages
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
+    # Anthropic paused a long turn and continues it when the answer is sent back: the
+    # answer is unfinished, which OpenAI says only with "length".
+    "pause_turn": "length",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",

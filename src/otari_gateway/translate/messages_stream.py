@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otari_gateway.translate.errors import UpstreamStreamError
-from otari_gateway.translate.messages_to_chat import reasoning_text, stop_reason
+from otari_gateway.translate.messages_to_chat import reasoning_text, refusal_text, stop_reason
 from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 from otari_gateway.usage import Usage
@@ -39,6 +39,7 @@ class ChatToMessagesStream:
         self._open: tuple[str, int] | None = None
         self._tool_ids: dict[int, str] = {}
         self._finish_reason: str | None = None
+        self._refused = False
         self._usage: Mapping[str, Any] | None = None
 
     @property
@@ -65,9 +66,12 @@ class ChatToMessagesStream:
             events += self._append(
                 ("thinking", -1), {"type": "thinking_delta", "thinking": reasoning}
             )
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            events += self._append(("text", -1), {"type": "text_delta", "text": content})
+        # A refusal streams in place of the content; the client reads it as the text.
+        refusal = refusal_text(delta)
+        self._refused = self._refused or bool(refusal)
+        for text in (delta.get("content"), refusal):
+            if isinstance(text, str) and text:
+                events += self._append(("text", -1), {"type": "text_delta", "text": text})
         for position, call in enumerate(delta.get("tool_calls") or []):
             if isinstance(call, Mapping):
                 events += self._tool_delta(call, position)
@@ -82,7 +86,9 @@ class ChatToMessagesStream:
         events += self._close()
         usage = messages_usage(self.usage)
         usage = {k: v for k, v in usage.items() if v or k in ("input_tokens", "output_tokens")}
-        reason = stop_reason(self._finish_reason, has_tool_calls=bool(self._tool_ids))
+        reason = stop_reason(
+            self._finish_reason, has_tool_calls=bool(self._tool_ids), refused=self._refused
+        )
         delta = {"stop_reason": reason, "stop_sequence": None}
         return [
             *events,

@@ -28,12 +28,16 @@ STOP_REASONS: dict[str, str] = {
 _TOOL_CHOICES: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 
 
-def stop_reason(finish_reason: Any, *, has_tool_calls: bool = False) -> str:
+def stop_reason(finish_reason: Any, *, has_tool_calls: bool = False, refused: bool = False) -> str:
     """Map an OpenAI ``finish_reason`` to an Anthropic ``stop_reason``.
 
     Several OpenAI-compatible servers answer tool calls with ``stop``; Anthropic clients
-    only run tools on ``tool_use``, so tool calls win over a plain stop.
+    only run tools on ``tool_use``, so tool calls win over a plain stop. OpenAI ends a
+    ``refused`` answer (one that carries a ``refusal``) with ``stop`` too, which Anthropic
+    calls ``refusal``.
     """
+    if refused and finish_reason in (None, "stop"):
+        return "refusal"
     if has_tool_calls and finish_reason in (None, "stop"):
         return "tool_use"
     return (
@@ -203,9 +207,19 @@ def _tool_message(
                 texts.append(converted["text"])
             else:
                 images.append(converted)
-    # is_error has no Chat equivalent; the error text itself tells the model what failed.
-    message = {"role": "tool", "tool_call_id": tool_use_id, "content": "\n".join(texts)}
+    text = "\n".join(texts)
+    if block.get("is_error") is True:
+        text = _error_result(text)
+    message = {"role": "tool", "tool_call_id": tool_use_id, "content": text}
     return message, images
+
+
+def _error_result(text: str) -> str:
+    """A failed tool's result, marked so in its text: Chat's tool messages have no
+    ``is_error``. ``Error:`` is how agent frameworks word a failed tool's result."""
+    if text.lower().startswith("error"):
+        return text
+    return f"Error: {text}" if text else "Error"
 
 
 def _assistant_messages(blocks: list[Any], where: str) -> list[dict[str, Any]]:
@@ -297,6 +311,12 @@ def reasoning_text(message: Mapping[str, Any]) -> str:
     return ""
 
 
+def refusal_text(message: Mapping[str, Any]) -> str:
+    """OpenAI's refusal message, in place of the content of a refused answer."""
+    refusal = message.get("refusal")
+    return refusal if isinstance(refusal, str) else ""
+
+
 def _message_text(message: Mapping[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, list):
@@ -307,8 +327,7 @@ def _message_text(message: Mapping[str, Any]) -> str:
         )
     if isinstance(content, str) and content:
         return content
-    refusal = message.get("refusal")
-    return refusal if isinstance(refusal, str) else ""
+    return refusal_text(message)
 
 
 def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, Any]:
@@ -340,7 +359,11 @@ def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, 
         "role": "assistant",
         "model": reported_model(resp, model),
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+        "stop_reason": stop_reason(
+            choice.get("finish_reason"),
+            has_tool_calls=bool(calls),
+            refused=bool(refusal_text(message)),
+        ),
         "stop_sequence": None,
         "usage": messages_usage(usage_from_chat(resp.get("usage"))),
     }
