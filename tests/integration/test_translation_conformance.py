@@ -460,6 +460,23 @@ def test_chat_on_anthropic_stream_tool_call(stack: Stack) -> None:
     assert finish == "tool_calls"
 
 
+def test_chat_on_anthropic_streamed_tool_calls_leave_content_null(stack: Stack) -> None:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(
+            model=ANTHROPIC_MODEL, messages=USER_Q, tools=OPENAI_TOOLS
+        ) as stream,
+    ):
+        message = stream.get_final_completion().choices[0].message
+    assert message.content is None
+    assert message.tool_calls is not None and len(message.tool_calls) == 1
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(model=ANTHROPIC_MODEL, messages=USER_Q) as stream,
+    ):
+        assert stream.get_final_completion().choices[0].message.content == "echo: what now"
+
+
 def test_chat_on_anthropic_n_greater_than_one_is_refused(stack: Stack) -> None:
     with stack.openai_client() as client, pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(

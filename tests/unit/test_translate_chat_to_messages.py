@@ -507,6 +507,24 @@ def test_stream_tool_call_answer() -> None:
     assert orjson.loads(arguments[1]) == {}
 
 
+def test_stream_of_tool_calls_only_has_null_content() -> None:
+    events = [
+        _start(),
+        _block_start(0, {"type": "tool_use", "id": "toolu_A", "name": "weather", "input": {}}),
+        _block_delta(0, {"type": "input_json_delta", "partial_json": "{}"}),
+        _stop(0),
+        _message_delta("tool_use", output_tokens=4),
+    ]
+    summary = _summary(_run(events))
+    assert summary[0] == ({"role": "assistant", "content": None}, None)
+    assert all("content" not in delta for delta, _ in summary[1:])
+
+
+def test_empty_stream_still_opens_with_the_role() -> None:
+    summary = _summary(_run([_start(), _message_delta("end_turn", output_tokens=0)]))
+    assert summary == [({"role": "assistant", "content": None}, None), ({}, "stop")]
+
+
 def test_stream_thinking_then_text() -> None:
     events = [
         _start(),
@@ -521,7 +539,8 @@ def test_stream_thinking_then_text() -> None:
         {"type": "message_stop"},
     ]
     assert _summary(_run(events)) == [
-        ({"role": "assistant", "content": ""}, None),
+        # Content is null until the text starts, as from OpenAI-compatible reasoning servers.
+        ({"role": "assistant", "content": None}, None),
         ({"reasoning_content": "Hmm"}, None),
         # The whole signed block, once it ends, for a client to send back.
         ({"thinking_blocks": [{"type": "thinking", "thinking": "Hmm", "signature": "EqQB"}]}, None),

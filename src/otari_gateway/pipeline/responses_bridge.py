@@ -193,12 +193,13 @@ class ResponsesFromMessagesStream(_ResponsesStream):
             return []
         if kind == "message_start":
             self._started = True
-        events: list[Event] = []
-        for chunk in self._chat.feed(data):
+        chunks = self._chat.feed(data)
+        # Opened here rather than by the first chunk, which may come events later: the
+        # response names the model message_start named.
+        events = self._responses.start(model=self._chat.model)
+        for chunk in chunks:
             events.extend(self._responses.feed(chunk))
-        # Chunks open the response with the model message_start named; an event that
-        # yields none opens it all the same.
-        return [*self._responses.start(), *events]
+        return events
 
     @property
     def usage(self) -> Usage | None:

@@ -36,20 +36,37 @@ class MessagesToChatStream:
         # Anthropic block index -> OpenAI tool_calls index, which counts tool blocks only.
         self._tool_index: dict[int, int] = {}
         self._thinking = ThinkingStream()
+        self._opened = False
         self._finished = False
 
     @property
     def usage(self) -> Usage:
         return usage_from_messages(self._usage)
 
+    @property
+    def model(self) -> str:
+        return self._model
+
     def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
+        chunks = self._chunks(event)
+        if not chunks or self._opened:
+            return chunks
+        self._opened = True
+        # The role chunk waits for the first delta, as OpenAI opens an answer with content
+        # "" when it starts with text and null otherwise: a client that accumulates the
+        # stream then holds content null for an answer of tool calls only, as it would
+        # from OpenAI.
+        text = "content" in chunks[0]["choices"][0]["delta"]
+        return [self._chunk({"role": "assistant", "content": "" if text else None}), *chunks]
+
+    def _chunks(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
             message = event.get("message") or {}
             self._id = message.get("id") or self._id
             self._model = reported_model(message, self._model)
             self._merge_usage(message.get("usage"))
-            return [self._chunk({"role": "assistant", "content": ""})]
+            return []
         if kind == "content_block_start":
             return self._block_start(event.get("index"), event.get("content_block") or {})
         if kind == "content_block_delta":

@@ -72,11 +72,14 @@ class ChatToResponsesStream:
         """Usage from the upstream's trailing usage chunk (zero until it arrives)."""
         return usage_from_chat(self._usage)
 
-    def start(self) -> list[Event]:
-        """``response.created`` and ``response.in_progress``; idempotent."""
+    def start(self, model: str | None = None) -> list[Event]:
+        """``response.created`` and ``response.in_progress`` (naming ``model`` when given,
+        else the envelope's); idempotent."""
         if self._started:
             return []
         self._started = True
+        if model:
+            self._envelope["model"] = model
         return [
             self._event("response.created", response=self._envelope),
             self._event("response.in_progress", response=self._envelope),
