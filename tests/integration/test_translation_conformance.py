@@ -21,7 +21,7 @@ import pytest
 from tests.fakes import content as c
 from tests.fakes.azure_openai_upstream import FakeAzureOpenAI
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.integration.conftest import MASTER_KEY, Stack
+from tests.integration.conftest import MASTER_KEY, Stack, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
 
 ANTHROPIC_MODEL = "anthropic:claude-sonnet-4-5"
@@ -958,3 +958,34 @@ def test_messages_on_openai_cached_prompt_usage(stack: Stack) -> None:
     assert message.usage.input_tokens == 6
     assert message.usage.cache_read_input_tokens == 4
     assert message.usage.output_tokens == 1
+
+
+# --------------------------------------------------------------------------- errors sent as 200
+
+
+def test_messages_on_openai_error_body_with_200_is_a_502(stack: Stack) -> None:
+    user = "error-with-200"
+    key = str(create_key(stack.base_url, user_id=user)["key"])
+    error = {"message": "The server had an error", "type": "server_error", "code": None}
+    stack.openai_fake.fail_next(200, body={"error": error})
+    with (
+        stack.anthropic_client(api_key=key) as client,
+        pytest.raises(anthropic.InternalServerError) as caught,
+    ):
+        client.messages.create(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q)
+    assert caught.value.status_code == 502
+    assert "The server had an error" in str(caught.value)
+    [row] = usage_rows(stack.base_url, user)
+    assert (row["status"], row["status_code"], row["cost"]) == ("error", 502, 0)
+
+
+def test_chat_on_anthropic_error_body_with_200_is_a_502(stack: Stack) -> None:
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    stack.anthropic_fake.fail_next(200, body=body)
+    with stack.openai_client() as client, pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model=ANTHROPIC_MODEL, messages=USER_Q)
+    assert caught.value.status_code == 502
+    assert "Overloaded" in str(caught.value)
+    stack.anthropic_fake.fail_next(200, body=body)
+    with stack.openai_client() as client, pytest.raises(openai.InternalServerError):
+        client.responses.create(model=ANTHROPIC_MODEL, input="hi")

@@ -17,10 +17,10 @@ import orjson
 
 from otari_gateway.errors import GatewayError, InvalidRequest
 from otari_gateway.pipeline import envelopes
-from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
+from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data
 from otari_gateway.pipeline.request import GatewayRequest
 from otari_gateway.pipeline.routing import Target
-from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure
+from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure, upstream_answer
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
 from otari_gateway.translate.chat_stream import MessagesToChatStream
@@ -81,7 +81,7 @@ class ResponsesViaChat:
         return orjson.dumps(_chat_request(request, target))
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        chat = parse_reply(reply)
+        chat = upstream_answer(reply)
         usage = usage_from_chat(chat.get("usage"))
         response = chat_response_to_responses(
             chat, _envelope(request), usage, completed_at=int(time.time())
@@ -111,7 +111,7 @@ class ResponsesViaMessages:
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        message = parse_reply(reply)
+        message = upstream_answer(reply)
         now = int(time.time())
         chat = messages_response_to_chat(message, request.model, created=now)
         # Anthropic's own usage keeps cache writes, which the Chat rendering folds away.

@@ -18,6 +18,7 @@ from otari_gateway.pipeline.request import GatewayRequest
 from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
+from otari_gateway.providers.http import client_message
 from otari_gateway.providers.sse import SSEEvent
 from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
@@ -41,6 +42,18 @@ def _client_body(request: GatewayRequest) -> dict[str, Any]:
     return {k: v for k, v in request.body.items() if k not in GATEWAY_ONLY_FIELDS}
 
 
+def upstream_answer(reply: UpstreamReply) -> dict[str, Any]:
+    """The upstream's JSON answer. Some servers send an error object with status 200; it is
+    the provider's failure, not an empty answer to bill as a success."""
+    answer = parse_reply(reply)
+    if answer.get("error"):
+        failure = UpstreamStreamError.from_payload(answer["error"])
+        raise UpstreamError(
+            f"the provider answered with an error: {client_message(failure.message, ())}"
+        )
+    return answer
+
+
 def stream_failure(exc: UpstreamStreamError) -> UpstreamError:
     return UpstreamError(f"the provider reported an error mid-stream: {exc.message}")
 
@@ -60,7 +73,7 @@ class ChatViaMessages:
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        message = parse_reply(reply)
+        message = upstream_answer(reply)
         chat = messages_response_to_chat(message, request.model, created=int(time.time()))
         return orjson.dumps(chat), usage_from_messages(message.get("usage"))
 
@@ -132,7 +145,7 @@ class MessagesViaChat:
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        chat = parse_reply(reply)
+        chat = upstream_answer(reply)
         message = chat_response_to_messages(chat, request.model)
         return orjson.dumps(message), usage_from_chat(chat.get("usage"))
 
