@@ -17,6 +17,7 @@ import anthropic
 import openai
 import orjson
 import pytest
+from pydantic import BaseModel
 
 from tests.fakes import content as c
 from tests.fakes.azure_openai_upstream import FakeAzureOpenAI
@@ -989,3 +990,74 @@ def test_chat_on_anthropic_error_body_with_200_is_a_502(stack: Stack) -> None:
     stack.anthropic_fake.fail_next(200, body=body)
     with stack.openai_client() as client, pytest.raises(openai.InternalServerError):
         client.responses.create(model=ANTHROPIC_MODEL, input="hi")
+
+
+# --------------------------------------------------------------------------- structured outputs
+
+
+class City(BaseModel):
+    name: str
+    population: int
+    capital: bool
+
+
+class Trip(BaseModel):
+    destination: City
+    stops: list[str]
+
+
+def test_chat_on_anthropic_parse_with_a_pydantic_model(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        completion = client.chat.completions.parse(
+            model=ANTHROPIC_MODEL,
+            messages=[{"role": "user", "content": "plan a trip"}],
+            response_format=Trip,
+        )
+    [choice] = completion.choices
+    assert choice.finish_reason == "stop"
+    assert choice.message.tool_calls in (None, [])
+    assert choice.message.parsed == Trip(
+        destination=City(name="plan a trip", population=1, capital=True), stops=["plan a trip"]
+    )
+    sent = _anthropic_sent(stack)
+    assert sent["tool_choice"] == {"type": "tool", "name": "Trip"}
+    [tool] = sent["tools"]
+    assert tool["input_schema"]["required"] == ["destination", "stops"]
+
+
+def test_chat_on_anthropic_streamed_structured_output(stack: Stack) -> None:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(
+            model=ANTHROPIC_MODEL,
+            messages=[{"role": "user", "content": "Oslo"}],
+            response_format=City,
+        ) as stream,
+    ):
+        completion = stream.get_final_completion()
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.parsed == City(name="Oslo", population=1, capital=True)
+
+
+def test_responses_on_anthropic_parse_with_a_pydantic_model(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        response = client.responses.parse(model=ANTHROPIC_MODEL, input="Oslo", text_format=City)
+        with client.responses.stream(
+            model=ANTHROPIC_MODEL, input="Oslo", text_format=City
+        ) as stream:
+            streamed = stream.get_final_response()
+    expected = City(name="Oslo", population=1, capital=True)
+    assert response.output_parsed == expected
+    assert streamed.output_parsed == expected
+
+
+def test_chat_on_anthropic_structured_output_with_tools_is_refused(stack: Stack) -> None:
+    with stack.openai_client() as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=ANTHROPIC_MODEL,
+            messages=USER_Q,
+            tools=OPENAI_TOOLS,
+            response_format={"type": "json_object"},
+        )
+    assert "response_format together with tools is not supported" in caught.value.message
+    assert stack.anthropic_fake.requests == []

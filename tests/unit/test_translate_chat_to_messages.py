@@ -181,7 +181,6 @@ def test_sampling_fields_and_dropped_fields() -> None:
         logprobs=True,
         presence_penalty=0.5,
         reasoning_effort="high",
-        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
     )
     assert out == {
         "model": MODEL,

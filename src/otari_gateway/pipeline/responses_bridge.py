@@ -36,6 +36,7 @@ from otari_gateway.translate.responses_to_chat import (
     responses_request_to_chat,
     unsupported_stateful_field,
 )
+from otari_gateway.translate.structured_output import wants_json
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages
 from otari_gateway.usage import Usage
 
@@ -61,6 +62,11 @@ def _chat_request(
         )
     except TranslationError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def _wants_json(request: GatewayRequest) -> bool:
+    text = request.body.get("text")
+    return wants_json(text.get("format") if isinstance(text, dict) else None)
 
 
 def _envelope(request: GatewayRequest) -> dict[str, Any]:
@@ -113,7 +119,9 @@ class ResponsesViaMessages:
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         message = upstream_answer(reply)
         now = int(time.time())
-        chat = messages_response_to_chat(message, request.model, created=now)
+        chat = messages_response_to_chat(
+            message, request.model, created=now, json_answer=_wants_json(request)
+        )
         # Anthropic's own usage keeps cache writes, which the Chat rendering folds away.
         usage = usage_from_messages(message.get("usage"))
         response = chat_response_to_responses(chat, _envelope(request), usage, completed_at=now)
@@ -122,7 +130,12 @@ class ResponsesViaMessages:
     def stream_processor(
         self, request: GatewayRequest, input_tokens: int
     ) -> ResponsesFromMessagesStream:
-        chat = MessagesToChatStream(request.model, created=int(time.time()), include_usage=False)
+        chat = MessagesToChatStream(
+            request.model,
+            created=int(time.time()),
+            include_usage=False,
+            json_answer=_wants_json(request),
+        )
         return ResponsesFromMessagesStream(chat, ChatToResponsesStream(_envelope(request)))
 
 

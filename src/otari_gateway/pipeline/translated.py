@@ -31,6 +31,7 @@ from otari_gateway.translate.messages_to_chat import (
     chat_response_to_messages,
     messages_request_to_chat,
 )
+from otari_gateway.translate.structured_output import wants_json
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages
 from otari_gateway.usage import Usage
 
@@ -74,7 +75,12 @@ class ChatViaMessages:
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         message = upstream_answer(reply)
-        chat = messages_response_to_chat(message, request.model, created=int(time.time()))
+        chat = messages_response_to_chat(
+            message,
+            request.model,
+            created=int(time.time()),
+            json_answer=wants_json(request.body.get("response_format")),
+        )
         return orjson.dumps(chat), usage_from_messages(message.get("usage"))
 
     def stream_processor(
@@ -86,6 +92,7 @@ class ChatViaMessages:
                 request.model,
                 created=int(time.time()),
                 include_usage=bool(options.get("include_usage")),
+                json_answer=wants_json(request.body.get("response_format")),
             )
         )
 

@@ -24,17 +24,24 @@ from otari_gateway.usage import Usage
 class MessagesToChatStream:
     """Turns Anthropic stream events into ``chat.completion.chunk`` objects, one call each.
 
-    ``model`` names the model until ``message_start`` says which one answers.
+    ``model`` names the model until ``message_start`` says which one answers. For a
+    ``json_answer`` (a JSON ``response_format``, ``translate/structured_output.py``) the
+    forced tool's input streams as the content, and any text beside it is left out.
     """
 
-    def __init__(self, model: str, *, created: int, include_usage: bool) -> None:
+    def __init__(
+        self, model: str, *, created: int, include_usage: bool, json_answer: bool = False
+    ) -> None:
         self._model = model
         self._created = created
         self._include_usage = include_usage
+        self._json_answer = json_answer
         self._id = ""
         self._usage: dict[str, Any] = {}
         # Anthropic block index -> OpenAI tool_calls index, which counts tool blocks only.
         self._tool_index: dict[int, int] = {}
+        # Blocks whose input is the content: the forced tool of a json_answer.
+        self._answer_blocks: set[int] = set()
         self._thinking = ThinkingStream()
         self._opened = False
         self._finished = False
@@ -108,6 +115,8 @@ class MessagesToChatStream:
 
     def _block_start(self, index: Any, block: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = block.get("type")
+        if self._json_answer and kind in ("tool_use", "text"):
+            return self._answer_start(index, block)
         if kind == "tool_use" and isinstance(index, int):
             tool_index = len(self._tool_index)
             self._tool_index[index] = tool_index
@@ -130,8 +139,20 @@ class MessagesToChatStream:
                 return [self._chunk({"reasoning_content": block["thinking"]})]
         return []
 
+    def _answer_start(self, index: Any, block: Mapping[str, Any]) -> list[dict[str, Any]]:
+        if block.get("type") != "tool_use" or not isinstance(index, int):
+            return []
+        self._answer_blocks.add(index)
+        initial = block.get("input")
+        return [self._chunk({"content": orjson.dumps(initial).decode()})] if initial else []
+
     def _block_delta(self, index: Any, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = delta.get("type")
+        if self._json_answer and kind in ("text_delta", "input_json_delta"):
+            fragment = delta.get("partial_json")
+            if index not in self._answer_blocks or not fragment:
+                return []
+            return [self._chunk({"content": fragment})]
         if kind == "text_delta" and delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
         if kind == "thinking_delta" and delta.get("thinking") and isinstance(index, int):
@@ -159,4 +180,4 @@ class MessagesToChatStream:
         if stop is None or self._finished:
             return []
         self._finished = True
-        return [self._chunk({}, finish_reason(stop))]
+        return [self._chunk({}, finish_reason(stop, json_answer=self._json_answer))]

@@ -14,6 +14,7 @@ import orjson
 from otari_gateway.translate.errors import TranslationError
 from otari_gateway.translate.reasoning import thinking_for_effort
 from otari_gateway.translate.reported import reported_model
+from otari_gateway.translate.structured_output import forced, json_content, json_tool
 from otari_gateway.translate.thinking_blocks import (
     missing_replayed_thinking,
     reasoning_fields,
@@ -41,8 +42,11 @@ _TOOL_CHOICES: dict[str, dict[str, Any]] = {
 }
 
 
-def finish_reason(stop_reason: Any) -> str:
-    """Map an Anthropic ``stop_reason`` to an OpenAI ``finish_reason``."""
+def finish_reason(stop_reason: Any, *, json_answer: bool = False) -> str:
+    """Map an Anthropic ``stop_reason`` to an OpenAI ``finish_reason``; for a ``json_answer``
+    the forced tool call is the answer itself, which ends as ``stop``."""
+    if json_answer and stop_reason == "tool_use":
+        return "stop"
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
@@ -57,6 +61,7 @@ def chat_request_to_messages(
     ``model`` is the bare upstream model name. ``reasoning_effort`` becomes extended
     thinking (``translate/reasoning.py``), and an Anthropic-shaped ``thinking`` is kept;
     assistant ``thinking_blocks`` go back as thinking blocks (``translate/thinking_blocks.py``).
+    A JSON ``response_format`` becomes a forced tool (``translate/structured_output.py``).
     OpenAI-only knobs (``n``, ``logprobs``, ``seed``, penalties, ``stream_options``...) are
     dropped.
     """
@@ -87,13 +92,14 @@ def chat_request_to_messages(
         choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
         if choice is not None:
             out["tool_choice"] = choice
+    answer_tool = json_tool(body)
+    if answer_tool is not None:
+        out["tools"] = [answer_tool]
+        out["tool_choice"] = forced(answer_tool)
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     _add_thinking(out, body)
-    # response_format is left out: Anthropic can only enforce a schema by forcing a tool
-    # call, which would turn the answer into tool_calls instead of message content and
-    # break the client's contract. The model still follows schema instructions in the prompt.
     return out
 
 
@@ -332,10 +338,11 @@ def _dump(value: Any) -> str:
 
 
 def messages_response_to_chat(
-    resp: Mapping[str, Any], model: str, *, created: int
+    resp: Mapping[str, Any], model: str, *, created: int, json_answer: bool = False
 ) -> dict[str, Any]:
     """Build a ``chat.completion`` from an Anthropic Message; ``model`` names the model when
-    the upstream does not."""
+    the upstream does not. A ``json_answer`` (the request's ``response_format`` asked for
+    JSON) is the forced tool's input, as the content."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in resp.get("content") or []:
@@ -355,13 +362,15 @@ def messages_response_to_chat(
             )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     message.update(reasoning_fields(resp.get("content")))
-    if calls:
+    if json_answer:
+        message["content"] = json_content(resp.get("content"))
+    elif calls:
         message["tool_calls"] = calls
     choice = {
         "index": 0,
         "message": message,
         "logprobs": None,
-        "finish_reason": finish_reason(resp.get("stop_reason")),
+        "finish_reason": finish_reason(resp.get("stop_reason"), json_answer=json_answer),
     }
     return {
         "id": resp.get("id"),
