@@ -21,6 +21,12 @@ thinking_delta events then one signature_delta; its words count in ``output_toke
 a thinking block it sends back carries a signature the fake did not issue for that text, or,
 with thinking on, when its last assistant turn, before a tool-result turn, does not start
 with a thinking block.
+
+A tool forced by ``tool_choice: {type: tool, name}`` is always called, and when its
+``input_schema`` lists ``required`` properties its input is an instance of that schema (every
+required property, ``$ref``s into ``$defs`` followed: strings are the last user text, integers
+1, numbers 1.5, booleans true, enums their first value, arrays one item, the first of an
+``anyOf``), as a structured-output answer would be.
 """
 
 from __future__ import annotations
@@ -136,6 +142,45 @@ def _thinking_error(body: dict[str, Any]) -> JsonReply | None:
     )
 
 
+def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return None
+    tools = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    return next((t for t in tools if t.get("name") == choice.get("name")), None)
+
+
+_SCALARS: dict[str, Any] = {"integer": 1, "number": 1.5, "boolean": True, "null": None}
+
+
+def _instance(schema: Any, defs: dict[str, Any], text: str) -> Any:
+    """A value of ``schema`` with its required properties only (see the module docstring)."""
+    if not isinstance(schema, dict):
+        return text
+    if isinstance(schema.get("$ref"), str):
+        return _instance(defs.get(schema["$ref"].rsplit("/", 1)[-1]), defs, text)
+    if schema.get("enum"):
+        return schema["enum"][0]
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if options:
+        return _instance(options[0], defs, text)
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        required = schema.get("required") or []
+        return {name: _instance(properties.get(name), defs, text) for name in required}
+    if kind == "array":
+        return [_instance(schema.get("items"), defs, text)]
+    return _SCALARS.get(kind, text) if isinstance(kind, str) else text
+
+
+def _tool_input(tool: dict[str, Any], forced: bool, user_text: str) -> Any:
+    schema = tool.get("input_schema")
+    if forced and isinstance(schema, dict) and schema.get("required"):
+        return _instance(schema, schema.get("$defs") or {}, user_text)
+    return c.tool_arguments(user_text)
+
+
 def _uses_cache(body: dict[str, Any]) -> bool:
     system = body.get("system")
     return isinstance(system, list) and any(
@@ -217,7 +262,9 @@ class FakeAnthropic(FakeUpstream):
         messages: list[dict[str, Any]] = body["messages"]
         user_text = _last_user_text(messages)
         tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
-        tool_name = tools[0]["name"] if tools and not _is_tool_result(messages[-1]) else None
+        forced = _forced_tool(body)
+        tool = forced or (tools[0] if tools and not _is_tool_result(messages[-1]) else None)
+        tool_name = tool["name"] if tool else None
         reply = c.echo_reply(user_text)
         usage: dict[str, Any] = {
             "input_tokens": c.count_words(_message_texts(body)),
@@ -226,12 +273,12 @@ class FakeAnthropic(FakeUpstream):
             "output_tokens": c.TOOL_CALL_OUTPUT_TOKENS if tool_name else c.reply_tokens(reply),
             "service_tier": "standard",
         }
-        if tool_name:
+        if tool:
             block: dict[str, Any] = {
                 "type": "tool_use",
                 "id": f"toolu_fake_{self.next_id('call')}",
                 "name": tool_name,
-                "input": c.tool_arguments(user_text),
+                "input": _tool_input(tool, forced is not None, user_text),
             }
         else:
             block = {"type": "text", "text": reply}

@@ -13,6 +13,11 @@ A chat model whose name contains ``c.REASONING_MODEL_MARK`` answers as DeepSeek 
 ``reasoning_content`` on the message (streamed as ``reasoning_content`` deltas before the
 content), its words in ``completion_tokens`` and in
 ``completion_tokens_details.reasoning_tokens``.
+
+Chat requests are refused (400, OpenAI's own message) as OpenAI refuses them: ``max_tokens``
+for its reasoning models (``o1``, ``o3``, ``o4``, ``gpt-5`` …), which want
+``max_completion_tokens``, and ``reasoning_effort`` for its models that do not reason
+(``gpt-4*``, ``gpt-3.5*``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from tests.fakes.server import Handler, JsonReply, RecordedRequest, Reply, SseRe
 from tests.fakes.server import sse_frame as frame
 
 DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
+OPENAI_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 
 _ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("invalid_request_error", "Invalid request.", None),
@@ -150,10 +156,32 @@ class FakeOpenAI(OpenAIBatchRoutes):
             )
         return None
 
+    @staticmethod
+    def _check_chat_parameters(body: dict[str, Any]) -> JsonReply | None:
+        model = body["model"]
+        if model.startswith(OPENAI_REASONING_PREFIXES) and "max_tokens" in body:
+            return _error(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.",
+                param="max_tokens",
+                code="unsupported_parameter",
+            )
+        if model.startswith(("gpt-4", "gpt-3.5")) and "reasoning_effort" in body:
+            return _error(
+                400,
+                "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                param="reasoning_effort",
+                code="unsupported_parameter",
+            )
+        return None
+
     # ----------------------------------------------------------------- chat
     def _chat(self, request: RecordedRequest) -> Reply:
         body = request.json_object()
         if (bad := self._check_model(body)) is not None:
+            return bad
+        if (bad := self._check_chat_parameters(body)) is not None:
             return bad
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:

@@ -72,7 +72,7 @@ def test_anthropic_non_stream(stack: Stack) -> None:
         )
     assert response.object == "response"
     assert response.status == "completed"
-    assert response.model == ANTHROPIC
+    assert response.model == "claude-sonnet-4-5"
     assert response.output_text == "echo: ping pong"
     assert response.usage is not None
     # The fake counts words of system + messages ("be terse" + "ping pong").
@@ -178,6 +178,7 @@ def test_anthropic_stream_event_sequence(stack: Stack) -> None:
     assert completed.type == "response.completed"
     assert completed.response.status == "completed"
     assert completed.response.id == events[0].response.id
+    assert events[0].response.model == completed.response.model == "claude-sonnet-4-5"
     assert completed.response.output_text == text
     assert completed.response.usage is not None
     assert (completed.response.usage.input_tokens, completed.response.usage.output_tokens) == (
@@ -213,6 +214,24 @@ def test_anthropic_stream_cut_short_ends_in_an_error_event(stack: Stack) -> None
     assert types[:2] == ["response.created", "response.in_progress"]
     assert types[-1] == "error"
     assert "response.completed" not in types
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
+@pytest.mark.parametrize("after_events", [0, 3])
+def test_stream_helper_gets_the_error_event_of_a_cut_stream(
+    stack: Stack, after_events: int
+) -> None:
+    stack.anthropic_fake.drop_stream_next(after_events=after_events)
+    with (
+        stack.openai_client() as client,
+        client.responses.stream(model=ANTHROPIC, input="ping") as stream,
+    ):
+        events = list(stream)
+    assert events[0].type == "response.created"
+    error = events[-1]
+    assert error.type == "error"
+    assert "stream before it was complete" in error.message
+    assert [event.sequence_number for event in events] == list(range(len(events)))
 
 
 # --------------------------------------------------------------------------- chat-only
@@ -229,6 +248,7 @@ def test_chat_only_non_stream(stack: Stack) -> None:
             text={"format": {"type": "json_object"}},
         )
     assert response.status == "completed"
+    assert response.model == "local-model"
     assert response.output_text == "echo: hello there"
     assert response.usage is not None
     assert (response.usage.input_tokens, response.usage.output_tokens) == (4, 3)
@@ -257,6 +277,7 @@ def test_chat_only_stream_event_sequence(stack: Stack) -> None:
     completed = events[-1]
     assert completed.type == "response.completed"
     assert completed.response.output_text == "echo: one two three"
+    assert events[0].response.model == completed.response.model == "local-model"
     assert completed.response.usage is not None
     assert (completed.response.usage.input_tokens, completed.response.usage.output_tokens) == (
         3,

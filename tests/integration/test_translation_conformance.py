@@ -9,14 +9,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import orjson
 import pytest
+from pydantic import BaseModel
 
 from tests.fakes import content as c
-from tests.integration.conftest import Stack
+from tests.fakes.azure_openai_upstream import FakeAzureOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.integration.conftest import MASTER_KEY, Stack, create_key, usage_rows
+from tests.integration.gateway_process import GatewayProcess
 
 ANTHROPIC_MODEL = "anthropic:claude-sonnet-4-5"
 OPENAI_MODEL = "openai:gpt-4o"
@@ -107,17 +114,129 @@ def test_chat_on_anthropic_reasoning_effort_becomes_extended_thinking(stack: Sta
     assert _anthropic_sent(stack)["thinking"] == {"type": "enabled", "budget_tokens": 15_999}
 
 
-def test_messages_on_openai_thinking_becomes_reasoning_effort(stack: Stack) -> None:
+def test_messages_on_openai_reasoning_model_thinking_and_token_limit(stack: Stack) -> None:
+    # OpenAI's reasoning models refuse max_tokens: the limit goes as max_completion_tokens.
     with stack.anthropic_client() as client:
-        client.messages.create(
-            model=OPENAI_MODEL,
+        message = client.messages.create(
+            model="openai:o3-mini",
             max_tokens=8_000,
             messages=USER_Q,
             thinking={"type": "enabled", "budget_tokens": 2_048},
         )
+    assert message.content[-1].type == "text"
     sent = _openai_sent(stack)
     assert sent["reasoning_effort"] == "low"
-    assert "thinking" not in sent
+    assert sent["max_completion_tokens"] == 8_000
+    assert "max_tokens" not in sent and "thinking" not in sent
+
+
+def test_messages_on_openai_thinking_on_a_model_that_does_not_reason(stack: Stack) -> None:
+    with stack.anthropic_client() as client:
+        message = client.messages.create(
+            model="openai:gpt-4o-mini",
+            max_tokens=8_000,
+            messages=USER_Q,
+            thinking={"type": "enabled", "budget_tokens": 2_048},
+        )
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "echo: what now"
+    assert "reasoning_effort" not in _openai_sent(stack)
+
+
+@dataclass
+class OtherUpstreams:
+    """A gateway with a vLLM instance (an OpenAI-compatible server) and an Azure OpenAI one."""
+
+    gateway: GatewayProcess
+    vllm: FakeOpenAI
+    azure: FakeAzureOpenAI
+
+    def anthropic_client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(
+            base_url=self.gateway.base_url, api_key=MASTER_KEY, max_retries=0, timeout=20
+        )
+
+    def openai_client(self) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.gateway.base_url + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=20
+        )
+
+
+@pytest.fixture(scope="module")
+def other_upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OtherUpstreams]:
+    with FakeOpenAI(api_key="sk-fake-vllm") as vllm, FakeAzureOpenAI() as azure:
+        config = {
+            "master_key": MASTER_KEY,
+            "require_pricing": False,
+            "discover_models": False,
+            "providers": {
+                "vllm": {
+                    "provider_type": "vllm",
+                    "api_key": vllm.api_key,
+                    "api_base": vllm.base_url + "/v1",
+                },
+                "azure": {
+                    "provider_type": "azureopenai",
+                    "api_key": azure.api_key,
+                    "api_base": azure.base_url,
+                },
+            },
+        }
+        gateway = GatewayProcess(config, tmp_path_factory.mktemp("other-upstreams"))
+        gateway.start()
+        try:
+            yield OtherUpstreams(gateway, vllm, azure)
+        finally:
+            gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("model", "limit_field"),
+    [("vllm:qwen3-8b", "max_tokens"), ("azure:my-gpt4o-deployment", "max_completion_tokens")],
+)
+def test_messages_token_limit_name_follows_the_upstream(
+    other_upstreams: OtherUpstreams, model: str, limit_field: str
+) -> None:
+    with other_upstreams.anthropic_client() as client:
+        client.messages.create(
+            model=model, max_tokens=77, messages=USER_Q, metadata={"user_id": "tester"}
+        )
+    fake = other_upstreams.vllm if model.startswith("vllm:") else other_upstreams.azure
+    sent = fake.last_request.json_object()
+    assert sent[limit_field] == 77
+    assert {"max_tokens", "max_completion_tokens"} & set(sent) == {limit_field}
+
+
+def test_messages_stream_from_azure_names_the_deployed_model(
+    other_upstreams: OtherUpstreams,
+) -> None:
+    # Azure's stream opens with a content-filter chunk that names no model.
+    with (
+        other_upstreams.anthropic_client() as client,
+        client.messages.stream(
+            model="azure:my-gpt4o-deployment",
+            max_tokens=50,
+            messages=USER_Q,
+            metadata={"user_id": "tester"},
+        ) as stream,
+    ):
+        events = list(stream)
+    start = events[0]
+    assert start.type == "message_start"
+    assert start.message.model == "my-gpt4o-deployment"
+    assert stream.get_final_message().content[0].type == "text"
+
+
+def test_responses_bridged_to_azure_send_max_completion_tokens(
+    other_upstreams: OtherUpstreams,
+) -> None:
+    with other_upstreams.openai_client() as client:
+        client.responses.create(
+            model="azure:my-gpt4o-deployment", input="hi", max_output_tokens=77, user="tester"
+        )
+    sent = other_upstreams.azure.last_request.json_object()
+    assert sent["max_completion_tokens"] == 77
+    assert "max_tokens" not in sent
 
 
 def test_chat_on_anthropic_image_data_url_becomes_base64_block(stack: Stack) -> None:
@@ -241,6 +360,24 @@ def test_chat_on_anthropic_stop_reason_max_tokens_maps_to_length(stack: Stack) -
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (4, 2)
 
 
+def test_chat_on_anthropic_paused_turn_is_unfinished(stack: Stack) -> None:
+    canned = {
+        "id": "msg_paused",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": "Searching"}],
+        "stop_reason": "pause_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 4, "output_tokens": 1},
+    }
+    stack.anthropic_fake.fail_next(200, body=canned)
+    with stack.openai_client() as client:
+        reply = client.chat.completions.create(model=ANTHROPIC_MODEL, messages=USER_Q)
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.choices[0].message.content == "Searching"
+
+
 def test_chat_on_anthropic_usage(stack: Stack) -> None:
     with stack.openai_client() as client:
         reply = client.chat.completions.create(
@@ -322,6 +459,23 @@ def test_chat_on_anthropic_stream_tool_call(stack: Stack) -> None:
     assert names == ["search"]
     assert orjson.loads(arguments) == {"query": "flights to Rome"}
     assert finish == "tool_calls"
+
+
+def test_chat_on_anthropic_streamed_tool_calls_leave_content_null(stack: Stack) -> None:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(
+            model=ANTHROPIC_MODEL, messages=USER_Q, tools=OPENAI_TOOLS
+        ) as stream,
+    ):
+        message = stream.get_final_completion().choices[0].message
+    assert message.content is None
+    assert message.tool_calls is not None and len(message.tool_calls) == 1
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(model=ANTHROPIC_MODEL, messages=USER_Q) as stream,
+    ):
+        assert stream.get_final_completion().choices[0].message.content == "echo: what now"
 
 
 def test_chat_on_anthropic_n_greater_than_one_is_refused(stack: Stack) -> None:
@@ -448,6 +602,57 @@ def test_messages_on_openai_tool_result_round_trip(stack: Stack) -> None:
     assert messages[-1]["role"] == "tool"
 
 
+def test_messages_on_openai_failed_tool_result_is_marked(stack: Stack) -> None:
+    history: Any = [
+        {"role": "user", "content": "price of gold"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "call_1", "name": "search", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "call_1",
+                    "is_error": True,
+                    "content": "upstream timed out",
+                }
+            ],
+        },
+    ]
+    with stack.anthropic_client() as client:
+        client.messages.create(
+            model=OPENAI_MODEL, max_tokens=100, tools=ANTHROPIC_TOOLS, messages=history
+        )
+    [tool] = [m for m in _openai_sent(stack)["messages"] if m["role"] == "tool"]
+    assert tool["content"] == "Error: upstream timed out"
+
+
+def test_messages_on_openai_refusal_is_a_refusal(stack: Stack) -> None:
+    canned = {
+        "id": "chatcmpl-refused",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "refusal": "I can't help."},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 3, "total_tokens": 7},
+    }
+    stack.openai_fake.fail_next(200, body=canned)
+    with stack.anthropic_client() as client:
+        message = client.messages.create(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q)
+    assert message.stop_reason == "refusal"
+    assert message.content[0].type == "text"
+    assert message.content[0].text == "I can't help."
+
+
 def test_messages_on_openai_stop_reason_length_maps_to_max_tokens(stack: Stack) -> None:
     canned = {
         "id": "chatcmpl-canned",
@@ -514,16 +719,13 @@ def test_messages_on_openai_stream_text(stack: Stack) -> None:
 
 
 def test_messages_on_openai_raw_stream_events(stack: Stack) -> None:
-    with (
-        stack.anthropic_client() as client,
-        client.messages.create(
-            model=OPENAI_MODEL,
-            max_tokens=100,
-            messages=[{"role": "user", "content": "one two three"}],
-            stream=True,
-        ) as stream,
-    ):
-        events = list(stream)
+    messages: Any = [{"role": "user", "content": "one two three"}]
+    with stack.anthropic_client() as client:
+        counted = client.messages.count_tokens(model=OPENAI_MODEL, messages=messages)
+        with client.messages.create(
+            model=OPENAI_MODEL, max_tokens=100, messages=messages, stream=True
+        ) as stream:
+            events = list(stream)
     types = [event.type for event in events]
     assert types[0] == "message_start"
     assert types[-1] == "message_stop"
@@ -542,7 +744,10 @@ def test_messages_on_openai_raw_stream_events(stack: Stack) -> None:
     start = events[0]
     assert start.type == "message_start"
     assert start.message.role == "assistant"
-    assert start.message.model == OPENAI_MODEL or start.message.model == "gpt-4o"
+    assert start.message.model == "gpt-4o"
+    # OpenAI reports usage only at the end; clients (LangChain) read the input here, so it is
+    # the gateway's own count until message_delta brings the upstream's.
+    assert start.message.usage.input_tokens == counted.input_tokens > 0
     text = "".join(
         event.delta.text
         for event in events
@@ -582,6 +787,24 @@ def test_messages_on_openai_raw_stream_tool_use(stack: Stack) -> None:
     assert delta.usage.output_tokens == c.TOOL_CALL_OUTPUT_TOKENS
     assert delta.usage.input_tokens == 2
     assert events[-1].type == "message_stop"
+
+
+def test_translated_answers_name_the_upstream_model(stack: Stack) -> None:
+    # As a same-format relay does: the model the upstream reported, not the selector.
+    with stack.openai_client() as client:
+        reply = client.chat.completions.create(model="claude", messages=USER_Q)
+        with client.chat.completions.create(
+            model=ANTHROPIC_MODEL, messages=USER_Q, stream=True
+        ) as stream:
+            streamed = {chunk.model for chunk in stream}
+    assert reply.model == "claude-sonnet-4-5"
+    assert streamed == {"claude-sonnet-4-5"}
+    with stack.anthropic_client() as client:
+        message = client.messages.create(model="fast", max_tokens=50, messages=USER_Q)
+        with client.messages.stream(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q) as s:
+            final = s.get_final_message()
+    assert message.model == "gpt-4o-mini"
+    assert final.model == "gpt-4o"
 
 
 # --------------------------------------------------------------------------- request knobs
@@ -736,3 +959,105 @@ def test_messages_on_openai_cached_prompt_usage(stack: Stack) -> None:
     assert message.usage.input_tokens == 6
     assert message.usage.cache_read_input_tokens == 4
     assert message.usage.output_tokens == 1
+
+
+# --------------------------------------------------------------------------- errors sent as 200
+
+
+def test_messages_on_openai_error_body_with_200_is_a_502(stack: Stack) -> None:
+    user = "error-with-200"
+    key = str(create_key(stack.base_url, user_id=user)["key"])
+    error = {"message": "The server had an error", "type": "server_error", "code": None}
+    stack.openai_fake.fail_next(200, body={"error": error})
+    with (
+        stack.anthropic_client(api_key=key) as client,
+        pytest.raises(anthropic.InternalServerError) as caught,
+    ):
+        client.messages.create(model=OPENAI_MODEL, max_tokens=50, messages=USER_Q)
+    assert caught.value.status_code == 502
+    assert "The server had an error" in str(caught.value)
+    [row] = usage_rows(stack.base_url, user)
+    assert (row["status"], row["status_code"], row["cost"]) == ("error", 502, 0)
+
+
+def test_chat_on_anthropic_error_body_with_200_is_a_502(stack: Stack) -> None:
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    stack.anthropic_fake.fail_next(200, body=body)
+    with stack.openai_client() as client, pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model=ANTHROPIC_MODEL, messages=USER_Q)
+    assert caught.value.status_code == 502
+    assert "Overloaded" in str(caught.value)
+    stack.anthropic_fake.fail_next(200, body=body)
+    with stack.openai_client() as client, pytest.raises(openai.InternalServerError):
+        client.responses.create(model=ANTHROPIC_MODEL, input="hi")
+
+
+# --------------------------------------------------------------------------- structured outputs
+
+
+class City(BaseModel):
+    name: str
+    population: int
+    capital: bool
+
+
+class Trip(BaseModel):
+    destination: City
+    stops: list[str]
+
+
+def test_chat_on_anthropic_parse_with_a_pydantic_model(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        completion = client.chat.completions.parse(
+            model=ANTHROPIC_MODEL,
+            messages=[{"role": "user", "content": "plan a trip"}],
+            response_format=Trip,
+        )
+    [choice] = completion.choices
+    assert choice.finish_reason == "stop"
+    assert choice.message.tool_calls in (None, [])
+    assert choice.message.parsed == Trip(
+        destination=City(name="plan a trip", population=1, capital=True), stops=["plan a trip"]
+    )
+    sent = _anthropic_sent(stack)
+    assert sent["tool_choice"] == {"type": "tool", "name": "Trip"}
+    [tool] = sent["tools"]
+    assert tool["input_schema"]["required"] == ["destination", "stops"]
+
+
+def test_chat_on_anthropic_streamed_structured_output(stack: Stack) -> None:
+    with (
+        stack.openai_client() as client,
+        client.chat.completions.stream(
+            model=ANTHROPIC_MODEL,
+            messages=[{"role": "user", "content": "Oslo"}],
+            response_format=City,
+        ) as stream,
+    ):
+        completion = stream.get_final_completion()
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.parsed == City(name="Oslo", population=1, capital=True)
+
+
+def test_responses_on_anthropic_parse_with_a_pydantic_model(stack: Stack) -> None:
+    with stack.openai_client() as client:
+        response = client.responses.parse(model=ANTHROPIC_MODEL, input="Oslo", text_format=City)
+        with client.responses.stream(
+            model=ANTHROPIC_MODEL, input="Oslo", text_format=City
+        ) as stream:
+            streamed = stream.get_final_response()
+    expected = City(name="Oslo", population=1, capital=True)
+    assert response.output_parsed == expected
+    assert streamed.output_parsed == expected
+
+
+def test_chat_on_anthropic_structured_output_with_tools_is_refused(stack: Stack) -> None:
+    with stack.openai_client() as client, pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=ANTHROPIC_MODEL,
+            messages=USER_Q,
+            tools=OPENAI_TOOLS,
+            response_format={"type": "json_object"},
+        )
+    assert "response_format together with tools is not supported" in caught.value.message
+    assert stack.anthropic_fake.requests == []

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )
@@ -181,7 +181,6 @@ def test_sampling_fields_and_dropped_fields() -> None:
         logprobs=True,
         presence_penalty=0.5,
         reasoning_effort="high",
-        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
     )
     assert out == {
         "model": MODEL,
@@ -287,7 +286,8 @@ def test_response_with_thinking_text_and_tool_use() -> None:
         "id": "msg_01ABC",
         "object": "chat.completion",
         "created": 123,
-        "model": "my-alias",
+        # The model the upstream reported, as a same-format client would see it.
+        "model": "claude-sonnet-4-5",
         "choices": [
             {
                 "index": 0,
@@ -339,7 +339,7 @@ def test_response_with_only_tool_use_has_null_content() -> None:
         ("max_tokens", "length"),
         ("tool_use", "tool_calls"),
         ("refusal", "content_filter"),
-        ("pause_turn", "stop"),
+        ("pause_turn", "length"),
         (None, "stop"),
         ("something_new", "stop"),
     ],
@@ -421,7 +421,7 @@ def test_stream_text_answer() -> None:
         assert chunk["id"] == "msg_stream"
         assert chunk["object"] == "chat.completion.chunk"
         assert chunk["created"] == 99
-        assert chunk["model"] == "alias"
+        assert chunk["model"] == "claude-sonnet-4-5"
         assert "usage" not in chunk
 
 
@@ -433,7 +433,7 @@ def test_stream_include_usage_adds_final_usage_chunk() -> None:
         "id": "msg_stream",
         "object": "chat.completion.chunk",
         "created": 99,
-        "model": "alias",
+        "model": "claude-sonnet-4-5",
         "choices": [],
         "usage": {
             "prompt_tokens": 125,
@@ -506,6 +506,24 @@ def test_stream_tool_call_answer() -> None:
     assert orjson.loads(arguments[1]) == {}
 
 
+def test_stream_of_tool_calls_only_has_null_content() -> None:
+    events = [
+        _start(),
+        _block_start(0, {"type": "tool_use", "id": "toolu_A", "name": "weather", "input": {}}),
+        _block_delta(0, {"type": "input_json_delta", "partial_json": "{}"}),
+        _stop(0),
+        _message_delta("tool_use", output_tokens=4),
+    ]
+    summary = _summary(_run(events))
+    assert summary[0] == ({"role": "assistant", "content": None}, None)
+    assert all("content" not in delta for delta, _ in summary[1:])
+
+
+def test_empty_stream_still_opens_with_the_role() -> None:
+    summary = _summary(_run([_start(), _message_delta("end_turn", output_tokens=0)]))
+    assert summary == [({"role": "assistant", "content": None}, None), ({}, "stop")]
+
+
 def test_stream_thinking_then_text() -> None:
     events = [
         _start(),
@@ -520,7 +538,8 @@ def test_stream_thinking_then_text() -> None:
         {"type": "message_stop"},
     ]
     assert _summary(_run(events)) == [
-        ({"role": "assistant", "content": ""}, None),
+        # Content is null until the text starts, as from OpenAI-compatible reasoning servers.
+        ({"role": "assistant", "content": None}, None),
         ({"reasoning_content": "Hmm"}, None),
         # The whole signed block, once it ends, for a client to send back.
         ({"thinking_blocks": [{"type": "thinking", "thinking": "Hmm", "signature": "EqQB"}]}, None),

@@ -9,8 +9,8 @@ import pytest
 
 from otari_gateway.translate.chat_to_messages import chat_request_to_messages
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.messages_stream import ChatToMessagesStream
 from otari_gateway.translate.messages_to_chat import (
-    ChatToMessagesStream,
     chat_response_to_messages,
     message_id_for,
     messages_request_to_chat,
@@ -34,6 +34,37 @@ def test_minimal_request() -> None:
         "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 100,
     }
+
+
+def test_openai_platform_gets_max_completion_tokens() -> None:
+    body = {"max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    out = messages_request_to_chat(body, "o3-mini", openai_platform=True)
+    assert out["max_completion_tokens"] == 100
+    assert "max_tokens" not in out
+
+
+@pytest.mark.parametrize(
+    ("model", "openai_platform", "effort"),
+    [
+        ("o3-mini", True, "low"),
+        ("gpt-5-mini", True, "low"),
+        ("gpt-4o-mini", True, None),
+        ("gpt-5-chat-latest", True, None),
+        # A compatible server is trusted to know its own models (vLLM, DeepSeek …).
+        ("gpt-4o-mini", False, "low"),
+        ("deepseek-r1", False, "low"),
+    ],
+)
+def test_thinking_reaches_openai_only_for_reasoning_models(
+    model: str, openai_platform: bool, effort: str | None
+) -> None:
+    body = {
+        "max_tokens": 8_000,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": 2_048},
+    }
+    out = messages_request_to_chat(body, model, openai_platform=openai_platform)
+    assert out.get("reasoning_effort") == effort
 
 
 @pytest.mark.parametrize(
@@ -140,9 +171,20 @@ def test_tool_use_and_results_keep_ids_and_order() -> None:
             ],
         },
         {"role": "tool", "tool_call_id": "toolu_A", "content": "sunny"},
-        {"role": "tool", "tool_call_id": "call_B", "content": "clock\nbroke"},
+        # Chat has no is_error: the failure is said in the result's text.
+        {"role": "tool", "tool_call_id": "call_B", "content": "Error: clock\nbroke"},
         {"role": "user", "content": "also this"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "sent"),
+    [("Error: disk full", "Error: disk full"), ("ERROR 42", "ERROR 42"), ("", "Error")],
+)
+def test_failed_tool_results_are_not_marked_twice(content: str, sent: str) -> None:
+    result = {"type": "tool_result", "tool_use_id": "t", "is_error": True, "content": content}
+    tool_message = _req([{"role": "user", "content": [result]}])["messages"][0]
+    assert tool_message == {"role": "tool", "tool_call_id": "t", "content": sent}
 
 
 def test_images_in_tool_results_follow_the_tool_messages() -> None:
@@ -295,7 +337,7 @@ def test_response_with_reasoning_text_and_tool_calls() -> None:
         "id": "msg_chatcmpl-123",
         "type": "message",
         "role": "assistant",
-        "model": "alias",
+        "model": MODEL,
         "content": [
             {"type": "thinking", "thinking": "think", "signature": ""},
             {"type": "text", "text": "Checking."},
@@ -411,7 +453,7 @@ def test_stream_text_answer() -> None:
         "message_delta",
     ]
     assert events[0][1]["message"]["id"] == "msg_X"
-    assert events[0][1]["message"]["model"] == "alias"
+    assert events[0][1]["message"]["model"] == MODEL
     assert events[1][1] == {
         "type": "content_block_start",
         "index": 0,
@@ -544,6 +586,52 @@ def test_stream_input_tokens_in_message_start_when_known() -> None:
     first = {**_chunk({"content": ""}), "usage": {"prompt_tokens": 7, "completion_tokens": 0}}
     events = stream.feed(first)
     assert events[0][1]["message"]["usage"] == {"input_tokens": 7, "output_tokens": 0}
+
+
+def test_a_refusal_is_the_text_and_the_stop_reason() -> None:
+    message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+    out = chat_response_to_messages(_completion(message, "stop"), "alias")
+    assert out["content"] == [{"type": "text", "text": "I can't help with that."}]
+    assert out["stop_reason"] == "refusal"
+
+
+def test_a_streamed_refusal_is_the_text_and_the_stop_reason() -> None:
+    events = _run(
+        [
+            _chunk({"role": "assistant", "content": None, "refusal": ""}),
+            _chunk({"refusal": "I can't"}),
+            _chunk({"refusal": " help."}),
+            _chunk({}, "stop"),
+        ]
+    )
+    text = "".join(d["text"] for _, d in _deltas(events))
+    assert text == "I can't help."
+    assert events[-1][1]["delta"]["stop_reason"] == "refusal"
+
+
+def test_models_the_upstream_does_not_name_fall_back_to_the_given_name() -> None:
+    completion = _completion({"role": "assistant", "content": "x"}, "stop")
+    del completion["model"]
+    assert chat_response_to_messages(completion, "fallback")["model"] == "fallback"
+    stream = ChatToMessagesStream("fallback", message_id="msg_X")
+    chunk = {k: v for k, v in _chunk({"content": "x"}).items() if k != "model"}
+    assert stream.feed(chunk)[0][1]["message"]["model"] == "fallback"
+
+
+def test_stream_skips_azures_leading_content_filter_chunk() -> None:
+    stream = ChatToMessagesStream("fallback", message_id="msg_X")
+    filters = {"id": "", "model": "", "choices": [], "prompt_filter_results": []}
+    assert stream.feed(filters) == []
+    assert stream.feed(_chunk({"content": "x"}))[0][1]["message"]["model"] == MODEL
+
+
+def test_stream_message_start_counts_the_input_until_the_upstream_does() -> None:
+    stream = ChatToMessagesStream("alias", message_id="msg_X", input_tokens=42)
+    start = stream.feed(_chunk({"content": ""}))[0][1]
+    assert start["message"]["usage"] == {"input_tokens": 42, "output_tokens": 0}
+    stream.feed(_chunk({}, "stop"))
+    stream.feed(_usage_chunk(prompt_tokens=40, completion_tokens=1))
+    assert stream.finish()[-1][1]["usage"] == {"input_tokens": 40, "output_tokens": 1}
 
 
 def test_stream_with_no_chunks_still_produces_a_valid_message() -> None:

@@ -67,6 +67,13 @@ def test_sampling_limits_and_reasoning_are_mapped() -> None:
     assert not {"store", "metadata", "truncation", "max_output_tokens"} & set(out)
 
 
+def test_openai_platform_gets_max_completion_tokens() -> None:
+    body = {"input": "hi", "max_output_tokens": 64}
+    out = responses_request_to_chat(body, "o3-mini", openai_platform=True)
+    assert out["max_completion_tokens"] == 64
+    assert "max_tokens" not in out
+
+
 def test_stream_always_asks_for_usage() -> None:
     out = responses_request_to_chat({"input": "hi", "stream": True}, MODEL)
     assert out["stream"] is True
@@ -276,6 +283,25 @@ def test_truncated_answers_are_incomplete(finish: str, reason: str) -> None:
     assert out["incomplete_details"] == {"reason": reason}
 
 
+def test_the_response_names_the_model_the_upstream_reported() -> None:
+    chat = {"model": "gpt-4o-mini-2024-07-18", "choices": [{"message": {"content": "x"}}]}
+    out = chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)
+    assert out["model"] == "gpt-4o-mini-2024-07-18"
+    del chat["model"]
+    assert chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)["model"] == (
+        "client-model"
+    )
+    stream = ChatToResponsesStream(_envelope())
+    # Azure's leading content-filter chunk names no model and opens nothing.
+    assert stream.feed({"model": "", "choices": [], "prompt_filter_results": []}) == []
+    created = stream.feed({**_chunk({"content": "x"}), "model": "gpt-4o-mini-2024-07-18"})[0]
+    assert created["type"] == "response.created"
+    assert created["response"]["model"] == "gpt-4o-mini-2024-07-18"
+    assert stream.terminal(Usage(), completed_at=1)["response"]["model"] == (
+        "gpt-4o-mini-2024-07-18"
+    )
+
+
 def test_refusal_becomes_a_refusal_part() -> None:
     chat = {"choices": [{"finish_reason": "stop", "message": {"content": None, "refusal": "no"}}]}
     out = chat_response_to_responses(chat, _envelope(), Usage(), completed_at=1)
@@ -412,6 +438,28 @@ def test_length_finish_ends_in_response_incomplete() -> None:
     assert events[-1]["type"] == "response.incomplete"
     assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
     assert events[-1]["response"]["usage"]["output_tokens"] == 1
+
+
+def test_an_error_event_continues_the_sequence() -> None:
+    stream = ChatToResponsesStream(_envelope())
+    sent = stream.feed(_chunk({"content": "par"}))
+    [error] = stream.error("api_error", "boom", None)
+    assert error == {
+        "type": "error",
+        "sequence_number": len(sent),
+        "code": "api_error",
+        "message": "boom",
+        "param": None,
+    }
+
+
+def test_an_error_before_any_event_opens_the_response_first() -> None:
+    events = ChatToResponsesStream(_envelope()).error("api_error", "boom", None)
+    assert [(e["type"], e["sequence_number"]) for e in events] == [
+        ("response.created", 0),
+        ("response.in_progress", 1),
+        ("error", 2),
+    ]
 
 
 def test_empty_stream_still_opens_and_closes() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )

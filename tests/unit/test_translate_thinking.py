@@ -8,8 +8,8 @@ from typing import Any
 from any_llm.types.completion import ChatCompletion
 
 from otari_gateway.providers.anyllm_stream import openai_json
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )

@@ -22,6 +22,7 @@ from otari_gateway.pipeline.audio import wav_seconds
 from otari_gateway.pipeline.exchange import StreamProcessor, forwarded_body, parse_reply
 from otari_gateway.pipeline.form import FormFile, encode_form
 from otari_gateway.pipeline.request import GatewayRequest, Surface
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.translate.usage import (
     usage_from_images,
@@ -59,13 +60,13 @@ class _Relay:
         self._build = build
         self._read_usage = read_usage
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        return self._build(request, model)
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        return self._build(request, target.model)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         return reply.body, self._read_usage(request, reply)
 
-    def stream_processor(self, request: GatewayRequest) -> StreamProcessor:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> StreamProcessor:
         raise AssertionError(f"{self.operation.value} answers are never streamed")
 
 

@@ -13,6 +13,7 @@ import orjson
 
 from otari_gateway.errors import GatewayError, UpstreamError
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
@@ -50,13 +51,17 @@ class StreamProcessor(Protocol):
 class Exchange(Protocol):
     operation: Operation
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes: ...
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        """The body for ``target``'s upstream, which carries ``target.model`` (the bare name)."""
+        ...
 
     def client_reply(
         self, request: GatewayRequest, reply: UpstreamReply
     ) -> tuple[bytes, Usage]: ...
 
-    def stream_processor(self, request: GatewayRequest) -> StreamProcessor: ...
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> StreamProcessor:
+        """A processor for one stream; ``input_tokens`` is the count made at admission."""
+        ...
 
 
 def parse_reply(reply: UpstreamReply) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from otari_gateway.errors import GatewayError
 from otari_gateway.pipeline import envelopes
 from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages, usage_from_responses
@@ -33,8 +34,8 @@ class _JsonPassthrough:
         self.operation = operation
         self._read_usage = read_usage
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        return orjson.dumps(forwarded_body(request, model))
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        return orjson.dumps(forwarded_body(request, target.model))
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
         usage: Usage = self._read_usage(parse_reply(reply).get("usage"))
@@ -77,8 +78,8 @@ class ChatPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.CHAT, usage_from_chat)
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        body = forwarded_body(request, model)
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        body = forwarded_body(request, target.model)
         if request.stream:
             # Usage is always asked for upstream, so a stream can be billed exactly; the
             # extra chunk is dropped again for a client that did not ask for it.
@@ -87,7 +88,7 @@ class ChatPassthrough(_JsonPassthrough):
             body["stream_options"] = options
         return orjson.dumps(body)
 
-    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ChatStream:
         options = request.body.get("stream_options") or {}
         return ChatStream(client_wants_usage=bool(options.get("include_usage")))
 
@@ -121,7 +122,7 @@ class MessagesPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.MESSAGES, usage_from_messages)
 
-    def stream_processor(self, request: GatewayRequest) -> MessagesStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> MessagesStream:
         return MessagesStream()
 
 
@@ -160,7 +161,7 @@ class ResponsesPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.RESPONSES, usage_from_responses)
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ResponsesStream:
         return ResponsesStream()
 
 
@@ -197,7 +198,7 @@ class EmbeddingsPassthrough(_JsonPassthrough):
     def __init__(self) -> None:
         super().__init__(Operation.EMBEDDINGS, usage_from_chat)
 
-    def stream_processor(self, request: GatewayRequest) -> ChatStream:
+    def stream_processor(self, request: GatewayRequest, input_tokens: int) -> ChatStream:
         raise AssertionError("embeddings are never streamed")
 
 

@@ -17,13 +17,14 @@ import orjson
 
 from otari_gateway.errors import GatewayError, InvalidRequest
 from otari_gateway.pipeline import envelopes
-from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data, parse_reply
+from otari_gateway.pipeline.exchange import forwarded_body, parse_event_data
 from otari_gateway.pipeline.request import GatewayRequest
-from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure
+from otari_gateway.pipeline.routing import Target
+from otari_gateway.pipeline.translated import DEFAULT_MAX_TOKENS, stream_failure, upstream_answer
 from otari_gateway.providers.base import Operation, UpstreamReply
 from otari_gateway.providers.sse import SSEEvent
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )
@@ -35,12 +36,13 @@ from otari_gateway.translate.responses_to_chat import (
     responses_request_to_chat,
     unsupported_stateful_field,
 )
+from otari_gateway.translate.structured_output import wants_json
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages
 from otari_gateway.usage import Usage
 
 
 def _chat_request(
-    request: GatewayRequest, model: str, *, replay_thinking: bool = False
+    request: GatewayRequest, target: Target, *, replay_thinking: bool = False
 ) -> dict[str, Any]:
     field = unsupported_stateful_field(request.body)
     if field is not None:
@@ -53,10 +55,18 @@ def _chat_request(
         )
     try:
         return responses_request_to_chat(
-            forwarded_body(request, model), model, replay_thinking=replay_thinking
+            forwarded_body(request, target.model),
+            target.model,
+            replay_thinking=replay_thinking,
+            openai_platform=target.provider.capabilities.openai_platform,
         )
     except TranslationError as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def _wants_json(request: GatewayRequest) -> bool:
+    text = request.body.get("text")
+    return wants_json(text.get("format") if isinstance(text, dict) else None)
 
 
 def _envelope(request: GatewayRequest) -> dict[str, Any]:
@@ -73,18 +83,20 @@ class ResponsesViaChat:
 
     operation = Operation.CHAT
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
-        return orjson.dumps(_chat_request(request, model))
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
+        return orjson.dumps(_chat_request(request, target))
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        chat = parse_reply(reply)
+        chat = upstream_answer(reply)
         usage = usage_from_chat(chat.get("usage"))
         response = chat_response_to_responses(
             chat, _envelope(request), usage, completed_at=int(time.time())
         )
         return orjson.dumps(response), usage
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesFromChatStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ResponsesFromChatStream:
         return ResponsesFromChatStream(ChatToResponsesStream(_envelope(request)))
 
 
@@ -93,26 +105,37 @@ class ResponsesViaMessages:
 
     operation = Operation.MESSAGES
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         # Anthropic checks the signed thinking that input reasoning items carry back.
-        chat = _chat_request(request, model, replay_thinking=True)
+        chat = _chat_request(request, target, replay_thinking=True)
         try:
-            body = chat_request_to_messages(chat, model, default_max_tokens=DEFAULT_MAX_TOKENS)
+            body = chat_request_to_messages(
+                chat, target.model, default_max_tokens=DEFAULT_MAX_TOKENS
+            )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        message = parse_reply(reply)
+        message = upstream_answer(reply)
         now = int(time.time())
-        chat = messages_response_to_chat(message, request.model, created=now)
+        chat = messages_response_to_chat(
+            message, request.model, created=now, json_answer=_wants_json(request)
+        )
         # Anthropic's own usage keeps cache writes, which the Chat rendering folds away.
         usage = usage_from_messages(message.get("usage"))
         response = chat_response_to_responses(chat, _envelope(request), usage, completed_at=now)
         return orjson.dumps(response), usage
 
-    def stream_processor(self, request: GatewayRequest) -> ResponsesFromMessagesStream:
-        chat = MessagesToChatStream(request.model, created=int(time.time()), include_usage=False)
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ResponsesFromMessagesStream:
+        chat = MessagesToChatStream(
+            request.model,
+            created=int(time.time()),
+            include_usage=False,
+            json_answer=_wants_json(request),
+        )
         return ResponsesFromMessagesStream(chat, ChatToResponsesStream(_envelope(request)))
 
 
@@ -153,7 +176,8 @@ class _ResponsesStream(ABC):
         return envelopes.sse_event(event["type"], event)
 
     def error_event(self, error: GatewayError) -> bytes:
-        return envelopes.responses_error_event(error)
+        code = error.code or error.openai_type
+        return b"".join(_frames(self._responses.error(code, error.message, error.param)))
 
 
 class ResponsesFromChatStream(_ResponsesStream):
@@ -182,8 +206,11 @@ class ResponsesFromMessagesStream(_ResponsesStream):
             return []
         if kind == "message_start":
             self._started = True
-        events = self._responses.start()
-        for chunk in self._chat.feed(data):
+        chunks = self._chat.feed(data)
+        # Opened here rather than by the first chunk, which may come events later: the
+        # response names the model message_start named.
+        events = self._responses.start(model=self._chat.model)
+        for chunk in chunks:
             events.extend(self._responses.feed(chunk))
         return events
 

@@ -104,7 +104,7 @@ class Pipeline:
             user_id = self._admission.billed_user(request)
             target = self._router.resolve(request.model)
             exchange = select_exchange(request.surface, target)
-            body = exchange.upstream_body(request, target.model)
+            body = exchange.upstream_body(request, target)
             admitted = await self._admission.admit(request, target, user_id)
             if request.stream:
                 return await self._open_stream(request, target, admitted, exchange, body)
@@ -160,7 +160,7 @@ class Pipeline:
         exchange: Exchange,
         body: bytes,
     ) -> StreamResult:
-        processor = exchange.stream_processor(request)
+        processor = exchange.stream_processor(request, admitted.input_tokens)
         stack = AsyncExitStack()
         # Entered before the response starts, so a refusal keeps its real status code.
         chunks = await stack.enter_async_context(

@@ -15,20 +15,23 @@ from otari_gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from otari_gateway.pipeline import envelopes
 from otari_gateway.pipeline.exchange import parse_event_data, parse_reply
 from otari_gateway.pipeline.request import GatewayRequest
+from otari_gateway.pipeline.routing import Target
 from otari_gateway.pipeline.validate import GATEWAY_ONLY_FIELDS
 from otari_gateway.providers.base import Operation, UpstreamReply
+from otari_gateway.providers.http import client_message
 from otari_gateway.providers.sse import SSEEvent
+from otari_gateway.translate.chat_stream import MessagesToChatStream
 from otari_gateway.translate.chat_to_messages import (
-    MessagesToChatStream,
     chat_request_to_messages,
     messages_response_to_chat,
 )
 from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.messages_stream import ChatToMessagesStream
 from otari_gateway.translate.messages_to_chat import (
-    ChatToMessagesStream,
     chat_response_to_messages,
     messages_request_to_chat,
 )
+from otari_gateway.translate.structured_output import wants_json
 from otari_gateway.translate.usage import usage_from_chat, usage_from_messages
 from otari_gateway.usage import Usage
 
@@ -40,6 +43,18 @@ def _client_body(request: GatewayRequest) -> dict[str, Any]:
     return {k: v for k, v in request.body.items() if k not in GATEWAY_ONLY_FIELDS}
 
 
+def upstream_answer(reply: UpstreamReply) -> dict[str, Any]:
+    """The upstream's JSON answer. Some servers send an error object with status 200; it is
+    the provider's failure, not an empty answer to bill as a success."""
+    answer = parse_reply(reply)
+    if answer.get("error"):
+        failure = UpstreamStreamError.from_payload(answer["error"])
+        raise UpstreamError(
+            f"the provider answered with an error: {client_message(failure.message, ())}"
+        )
+    return answer
+
+
 def stream_failure(exc: UpstreamStreamError) -> UpstreamError:
     return UpstreamError(f"the provider reported an error mid-stream: {exc.message}")
 
@@ -49,27 +64,35 @@ class ChatViaMessages:
 
     operation = Operation.MESSAGES
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         try:
             body = chat_request_to_messages(
-                _client_body(request), model, default_max_tokens=DEFAULT_MAX_TOKENS
+                _client_body(request), target.model, default_max_tokens=DEFAULT_MAX_TOKENS
             )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        message = parse_reply(reply)
-        chat = messages_response_to_chat(message, request.model, created=int(time.time()))
+        message = upstream_answer(reply)
+        chat = messages_response_to_chat(
+            message,
+            request.model,
+            created=int(time.time()),
+            json_answer=wants_json(request.body.get("response_format")),
+        )
         return orjson.dumps(chat), usage_from_messages(message.get("usage"))
 
-    def stream_processor(self, request: GatewayRequest) -> ChatFromMessagesStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> ChatFromMessagesStream:
         options = request.body.get("stream_options") or {}
         return ChatFromMessagesStream(
             MessagesToChatStream(
                 request.model,
                 created=int(time.time()),
                 include_usage=bool(options.get("include_usage")),
+                json_answer=wants_json(request.body.get("response_format")),
             )
         )
 
@@ -117,21 +140,29 @@ class MessagesViaChat:
 
     operation = Operation.CHAT
 
-    def upstream_body(self, request: GatewayRequest, model: str) -> bytes:
+    def upstream_body(self, request: GatewayRequest, target: Target) -> bytes:
         try:
-            body = messages_request_to_chat(_client_body(request), model)
+            body = messages_request_to_chat(
+                _client_body(request),
+                target.model,
+                openai_platform=target.provider.capabilities.openai_platform,
+            )
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from None
         return orjson.dumps(body)
 
     def client_reply(self, request: GatewayRequest, reply: UpstreamReply) -> tuple[bytes, Usage]:
-        chat = parse_reply(reply)
+        chat = upstream_answer(reply)
         message = chat_response_to_messages(chat, request.model)
         return orjson.dumps(message), usage_from_chat(chat.get("usage"))
 
-    def stream_processor(self, request: GatewayRequest) -> MessagesFromChatStream:
+    def stream_processor(
+        self, request: GatewayRequest, input_tokens: int
+    ) -> MessagesFromChatStream:
         return MessagesFromChatStream(
-            ChatToMessagesStream(request.model, message_id=f"msg_{request.request_id}")
+            ChatToMessagesStream(
+                request.model, message_id=f"msg_{request.request_id}", input_tokens=input_tokens
+            )
         )
 
 

@@ -27,7 +27,9 @@ from otari_gateway.providers.http import HttpUpstream
 from otari_gateway.providers.openai_compat import read_openai_error
 
 CAPABILITIES = Capabilities(
-    wire=Wire.OPENAI, operations=frozenset({Operation.CHAT, Operation.EMBEDDINGS})
+    wire=Wire.OPENAI,
+    operations=frozenset({Operation.CHAT, Operation.EMBEDDINGS}),
+    openai_platform=True,
 )
 
 _PATHS = {Operation.CHAT: "/chat/completions", Operation.EMBEDDINGS: "/embeddings"}

@@ -47,6 +47,10 @@ RAW_REPLY_OPERATIONS = frozenset({Operation.SPEECH, Operation.TRANSCRIPTIONS})
 class Capabilities:
     wire: Wire
     operations: frozenset[Operation]
+    # OpenAI's own API (OpenAI, Azure OpenAI), not a server that copies its wire format: it
+    # wants max_completion_tokens (its reasoning models refuse max_tokens) and refuses
+    # reasoning_effort for models that do not reason. Translated requests adapt to that.
+    openai_platform: bool = False
 
 
 @dataclass(frozen=True, slots=True)

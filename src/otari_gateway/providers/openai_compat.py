@@ -7,6 +7,7 @@ bytes; the adapter only knows paths, the bearer credential and the error envelop
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from otari_gateway.config import ProviderConfig
@@ -73,6 +74,10 @@ class OpenAICompatProvider(HttpUpstream):
     def __init__(self, instance: str, config: ProviderConfig, api_key: str | None) -> None:
         if config.native_responses is False:
             self.capabilities = WITHOUT_RESPONSES
+        elif config.provider_type == "openai":
+            # Not when Responses is switched off: OpenAI serves it, so such an instance is
+            # another server configured with OpenAI's type.
+            self.capabilities = replace(CAPABILITIES, openai_platform=True)
         base_url = config.client_args.get("base_url") or config.api_base or DEFAULT_API_BASE
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         organization = config.client_args.get("organization")

@@ -169,7 +169,10 @@ def build_provider(instance: str, config: ProviderConfig, environ: Mapping[str, 
     native = config.native_responses
     if native is None:
         native = type_name in NATIVE_RESPONSES_TYPES
-    resolved = config.model_copy(update={"api_base": api_base, "native_responses": native})
+    # The type is resolved too: an adapter serving several types behaves per type.
+    resolved = config.model_copy(
+        update={"api_base": api_base, "native_responses": native, "provider_type": type_name}
+    )
     extra_keys = dict(config.model_extra or {})
     if kind.sdk is not None:
         # Imported only when such an instance is configured: any-llm takes seconds to load.

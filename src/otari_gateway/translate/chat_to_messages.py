@@ -1,7 +1,7 @@
 """Serve an OpenAI Chat Completions client from an Anthropic Messages upstream.
 
-Three pieces: the request body going up, the non-streaming response coming back, and a
-stateful converter from Anthropic SSE events to ``chat.completion.chunk`` objects.
+Two pieces: the request body going up and the non-streaming response coming back; the
+stream converter is in ``chat_stream.py``.
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from typing import Any
 
 import orjson
 
-from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
+from otari_gateway.translate.errors import TranslationError
 from otari_gateway.translate.reasoning import thinking_for_effort
+from otari_gateway.translate.reported import reported_model
+from otari_gateway.translate.structured_output import forced, json_content, json_tool
 from otari_gateway.translate.thinking_blocks import (
-    ThinkingStream,
     missing_replayed_thinking,
     reasoning_fields,
     replay_blocks,
     thinking_setting,
 )
 from otari_gateway.translate.usage import chat_usage, usage_from_messages
-from otari_gateway.usage import Usage
 
 FINISH_REASONS: dict[str, str] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
-    "pause_turn": "stop",
+    # Anthropic paused a long turn and continues it when the answer is sent back: the
+    # answer is unfinished, which OpenAI says only with "length".
+    "pause_turn": "length",
     "max_tokens": "length",
     "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
@@ -40,8 +42,11 @@ _TOOL_CHOICES: dict[str, dict[str, Any]] = {
 }
 
 
-def finish_reason(stop_reason: Any) -> str:
-    """Map an Anthropic ``stop_reason`` to an OpenAI ``finish_reason``."""
+def finish_reason(stop_reason: Any, *, json_answer: bool = False) -> str:
+    """Map an Anthropic ``stop_reason`` to an OpenAI ``finish_reason``; for a ``json_answer``
+    the forced tool call is the answer itself, which ends as ``stop``."""
+    if json_answer and stop_reason == "tool_use":
+        return "stop"
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
@@ -56,6 +61,7 @@ def chat_request_to_messages(
     ``model`` is the bare upstream model name. ``reasoning_effort`` becomes extended
     thinking (``translate/reasoning.py``), and an Anthropic-shaped ``thinking`` is kept;
     assistant ``thinking_blocks`` go back as thinking blocks (``translate/thinking_blocks.py``).
+    A JSON ``response_format`` becomes a forced tool (``translate/structured_output.py``).
     OpenAI-only knobs (``n``, ``logprobs``, ``seed``, penalties, ``stream_options``...) are
     dropped.
     """
@@ -86,13 +92,14 @@ def chat_request_to_messages(
         choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
         if choice is not None:
             out["tool_choice"] = choice
+    answer_tool = json_tool(body)
+    if answer_tool is not None:
+        out["tools"] = [answer_tool]
+        out["tool_choice"] = forced(answer_tool)
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
     _add_thinking(out, body)
-    # response_format is left out: Anthropic can only enforce a schema by forcing a tool
-    # call, which would turn the answer into tool_calls instead of message content and
-    # break the client's contract. The model still follows schema instructions in the prompt.
     return out
 
 
@@ -331,9 +338,11 @@ def _dump(value: Any) -> str:
 
 
 def messages_response_to_chat(
-    resp: Mapping[str, Any], model: str, *, created: int
+    resp: Mapping[str, Any], model: str, *, created: int, json_answer: bool = False
 ) -> dict[str, Any]:
-    """Build a ``chat.completion`` from an Anthropic Message; ``model`` is the client's name."""
+    """Build a ``chat.completion`` from an Anthropic Message; ``model`` names the model when
+    the upstream does not. A ``json_answer`` (the request's ``response_format`` asked for
+    JSON) is the forced tool's input, as the content."""
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
     for block in resp.get("content") or []:
@@ -353,142 +362,21 @@ def messages_response_to_chat(
             )
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     message.update(reasoning_fields(resp.get("content")))
-    if calls:
+    if json_answer:
+        message["content"] = json_content(resp.get("content"))
+    elif calls:
         message["tool_calls"] = calls
     choice = {
         "index": 0,
         "message": message,
         "logprobs": None,
-        "finish_reason": finish_reason(resp.get("stop_reason")),
+        "finish_reason": finish_reason(resp.get("stop_reason"), json_answer=json_answer),
     }
     return {
         "id": resp.get("id"),
         "object": "chat.completion",
         "created": created,
-        "model": model,
+        "model": reported_model(resp, model),
         "choices": [choice],
         "usage": chat_usage(usage_from_messages(resp.get("usage"))),
     }
-
-
-# --- streaming -----------------------------------------------------------------------
-
-
-class MessagesToChatStream:
-    """Turns Anthropic stream events into ``chat.completion.chunk`` objects, one call each."""
-
-    def __init__(self, model: str, *, created: int, include_usage: bool) -> None:
-        self._model = model
-        self._created = created
-        self._include_usage = include_usage
-        self._id = ""
-        self._usage: dict[str, Any] = {}
-        # Anthropic block index -> OpenAI tool_calls index, which counts tool blocks only.
-        self._tool_index: dict[int, int] = {}
-        self._thinking = ThinkingStream()
-        self._finished = False
-
-    @property
-    def usage(self) -> Usage:
-        return usage_from_messages(self._usage)
-
-    def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
-        kind = event.get("type")
-        if kind == "message_start":
-            message = event.get("message") or {}
-            self._id = message.get("id") or self._id
-            self._merge_usage(message.get("usage"))
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if kind == "content_block_start":
-            return self._block_start(event.get("index"), event.get("content_block") or {})
-        if kind == "content_block_delta":
-            return self._block_delta(event.get("index"), event.get("delta") or {})
-        if kind == "content_block_stop":
-            return self._block_stop(event.get("index"))
-        if kind == "message_delta":
-            return self._message_delta(event)
-        if kind == "error":
-            raise UpstreamStreamError.from_payload(event.get("error"))
-        return []  # ping, message_stop and future event types
-
-    def finish(self) -> list[dict[str, Any]]:
-        """The trailing usage chunk when the client asked for ``include_usage``."""
-        if not self._include_usage:
-            return []
-        return [{**self._envelope(), "choices": [], "usage": chat_usage(self.usage)}]
-
-    def _merge_usage(self, raw: Any) -> None:
-        # message_delta usage is cumulative and may restate input/cache counts.
-        if isinstance(raw, Mapping):
-            self._usage.update({k: v for k, v in raw.items() if v is not None})
-
-    def _envelope(self) -> dict[str, Any]:
-        return {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-        }
-
-    def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-        chunk = {**self._envelope(), "choices": [choice]}
-        if self._include_usage:
-            # OpenAI sends usage: null on every chunk but the last when include_usage is on.
-            chunk["usage"] = None
-        return chunk
-
-    def _block_start(self, index: Any, block: Mapping[str, Any]) -> list[dict[str, Any]]:
-        kind = block.get("type")
-        if kind == "tool_use" and isinstance(index, int):
-            tool_index = len(self._tool_index)
-            self._tool_index[index] = tool_index
-            initial = block.get("input")
-            call = {
-                "index": tool_index,
-                "id": block.get("id"),
-                "type": "function",
-                "function": {
-                    "name": block.get("name"),
-                    "arguments": _dump(initial) if initial else "",
-                },
-            }
-            return [self._chunk({"tool_calls": [call]})]
-        if kind == "text" and block.get("text"):
-            return [self._chunk({"content": block["text"]})]
-        if kind in ("thinking", "redacted_thinking") and isinstance(index, int):
-            self._thinking.start(index, block)
-            if block.get("thinking"):
-                return [self._chunk({"reasoning_content": block["thinking"]})]
-        return []
-
-    def _block_delta(self, index: Any, delta: Mapping[str, Any]) -> list[dict[str, Any]]:
-        kind = delta.get("type")
-        if kind == "text_delta" and delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
-        if kind == "thinking_delta" and delta.get("thinking") and isinstance(index, int):
-            self._thinking.text(index, delta["thinking"])
-            return [self._chunk({"reasoning_content": delta["thinking"]})]
-        if kind == "signature_delta" and isinstance(index, int):
-            self._thinking.signature(index, str(delta.get("signature") or ""))
-            return []
-        if kind == "input_json_delta" and delta.get("partial_json") and index in self._tool_index:
-            call = {
-                "index": self._tool_index[index],
-                "function": {"arguments": delta["partial_json"]},
-            }
-            return [self._chunk({"tool_calls": [call]})]
-        return []  # citations_delta: no Chat Completions equivalent
-
-    def _block_stop(self, index: Any) -> list[dict[str, Any]]:
-        block = self._thinking.stop(index) if isinstance(index, int) else None
-        return [] if block is None else [self._chunk({"thinking_blocks": [block]})]
-
-    def _message_delta(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
-        self._merge_usage(event.get("usage"))
-        delta = event.get("delta") or {}
-        stop = delta.get("stop_reason")
-        if stop is None or self._finished:
-            return []
-        self._finished = True
-        return [self._chunk({}, finish_reason(stop))]

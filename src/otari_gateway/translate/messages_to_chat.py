@@ -1,7 +1,7 @@
 """Serve an Anthropic Messages client from an OpenAI-compatible Chat Completions upstream.
 
-Three pieces: the request body going up, the non-streaming response coming back, and a
-stateful converter from ``chat.completion.chunk`` objects to Anthropic SSE events.
+Two pieces: the request body going up and the non-streaming response coming back; the
+stream converter is in ``messages_stream.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
-from otari_gateway.translate.errors import TranslationError, UpstreamStreamError
-from otari_gateway.translate.reasoning import effort_for_thinking
+from otari_gateway.translate.errors import TranslationError
+from otari_gateway.translate.reasoning import effort_for_thinking, openai_reasons
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
-from otari_gateway.usage import Usage
 
 STOP_REASONS: dict[str, str] = {
     # OpenAI does not say whether "stop" came from a stop sequence, so it is end_turn.
@@ -27,15 +27,17 @@ STOP_REASONS: dict[str, str] = {
 
 _TOOL_CHOICES: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 
-Event = tuple[str, dict[str, Any]]
 
-
-def stop_reason(finish_reason: Any, *, has_tool_calls: bool = False) -> str:
+def stop_reason(finish_reason: Any, *, has_tool_calls: bool = False, refused: bool = False) -> str:
     """Map an OpenAI ``finish_reason`` to an Anthropic ``stop_reason``.
 
     Several OpenAI-compatible servers answer tool calls with ``stop``; Anthropic clients
-    only run tools on ``tool_use``, so tool calls win over a plain stop.
+    only run tools on ``tool_use``, so tool calls win over a plain stop. OpenAI ends a
+    ``refused`` answer (one that carries a ``refusal``) with ``stop`` too, which Anthropic
+    calls ``refusal``.
     """
+    if refused and finish_reason in (None, "stop"):
+        return "refusal"
     if has_tool_calls and finish_reason in (None, "stop"):
         return "tool_use"
     return (
@@ -54,12 +56,15 @@ def message_id_for(chat_id: Any) -> str:
 # --- request -------------------------------------------------------------------------
 
 
-def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, Any]:
+def messages_request_to_chat(
+    body: Mapping[str, Any], model: str, *, openai_platform: bool = False
+) -> dict[str, Any]:
     """Build a Chat Completions request body from an Anthropic Messages one.
 
-    ``model`` is the bare upstream model name. ``thinking`` becomes ``reasoning_effort``
-    (``translate/reasoning.py``); Anthropic-only fields (``top_k``, ``cache_control``
-    markers...) are dropped.
+    ``model`` is the bare upstream model name; ``openai_platform`` says the upstream is
+    OpenAI's own API rather than a compatible server (``Capabilities.openai_platform``).
+    ``thinking`` becomes ``reasoning_effort`` (``translate/reasoning.py``); Anthropic-only
+    fields (``top_k``, ``cache_control`` markers...) are dropped.
     """
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
@@ -71,9 +76,11 @@ def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, A
     for i, msg in enumerate(raw):
         messages.extend(_convert_message(msg, f"messages[{i}]"))
     out: dict[str, Any] = {"model": model, "messages": messages}
-    # max_tokens rather than max_completion_tokens: far more compatible servers accept it.
+    # OpenAI's reasoning models refuse max_tokens, while many compatible servers know only
+    # max_tokens: each gets the name it accepts.
+    limit = "max_completion_tokens" if openai_platform else "max_tokens"
     for src, dst in (
-        ("max_tokens", "max_tokens"),
+        ("max_tokens", limit),
         ("temperature", "temperature"),
         ("top_p", "top_p"),
     ):
@@ -93,7 +100,7 @@ def messages_request_to_chat(body: Mapping[str, Any], model: str) -> dict[str, A
     if isinstance(user, str) and user:
         out["user"] = user
     effort = effort_for_thinking(body.get("thinking"))
-    if effort is not None:
+    if effort is not None and (not openai_platform or openai_reasons(model)):
         out["reasoning_effort"] = effort
     return out
 
@@ -200,9 +207,19 @@ def _tool_message(
                 texts.append(converted["text"])
             else:
                 images.append(converted)
-    # is_error has no Chat equivalent; the error text itself tells the model what failed.
-    message = {"role": "tool", "tool_call_id": tool_use_id, "content": "\n".join(texts)}
+    text = "\n".join(texts)
+    if block.get("is_error") is True:
+        text = _error_result(text)
+    message = {"role": "tool", "tool_call_id": tool_use_id, "content": text}
     return message, images
+
+
+def _error_result(text: str) -> str:
+    """A failed tool's result, marked so in its text: Chat's tool messages have no
+    ``is_error``. ``Error:`` is how agent frameworks word a failed tool's result."""
+    if text.lower().startswith("error"):
+        return text
+    return f"Error: {text}" if text else "Error"
 
 
 def _assistant_messages(blocks: list[Any], where: str) -> list[dict[str, Any]]:
@@ -285,13 +302,19 @@ def _tool_input(raw: Any) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {"_raw_arguments": raw}
 
 
-def _reasoning(message: Mapping[str, Any]) -> str:
+def reasoning_text(message: Mapping[str, Any]) -> str:
     # vLLM/DeepSeek say reasoning_content; OpenRouter and newer vLLM say reasoning.
     for key in ("reasoning_content", "reasoning"):
         value = message.get(key)
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def refusal_text(message: Mapping[str, Any]) -> str:
+    """OpenAI's refusal message, in place of the content of a refused answer."""
+    refusal = message.get("refusal")
+    return refusal if isinstance(refusal, str) else ""
 
 
 def _message_text(message: Mapping[str, Any]) -> str:
@@ -304,17 +327,17 @@ def _message_text(message: Mapping[str, Any]) -> str:
         )
     if isinstance(content, str) and content:
         return content
-    refusal = message.get("refusal")
-    return refusal if isinstance(refusal, str) else ""
+    return refusal_text(message)
 
 
 def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, Any]:
-    """Build an Anthropic Message from a ``chat.completion``; ``model`` is the client's name."""
+    """Build an Anthropic Message from a ``chat.completion``; ``model`` names the model when
+    the upstream does not."""
     choices = resp.get("choices") or [{}]
     choice = choices[0] if isinstance(choices[0], Mapping) else {}
     message = choice.get("message") or {}
     content: list[dict[str, Any]] = []
-    if reasoning := _reasoning(message):
+    if reasoning := reasoning_text(message):
         # No signature exists for OpenAI reasoning; an empty one keeps the block well-formed.
         content.append({"type": "thinking", "thinking": reasoning, "signature": ""})
     if text := _message_text(message):
@@ -334,150 +357,13 @@ def chat_response_to_messages(resp: Mapping[str, Any], model: str) -> dict[str, 
         "id": message_id_for(resp.get("id")),
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": reported_model(resp, model),
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason"), has_tool_calls=bool(calls)),
+        "stop_reason": stop_reason(
+            choice.get("finish_reason"),
+            has_tool_calls=bool(calls),
+            refused=bool(refusal_text(message)),
+        ),
         "stop_sequence": None,
         "usage": messages_usage(usage_from_chat(resp.get("usage"))),
     }
-
-
-# --- streaming -----------------------------------------------------------------------
-
-
-class ChatToMessagesStream:
-    """Turns ``chat.completion.chunk`` objects into Anthropic ``(event, data)`` pairs."""
-
-    def __init__(self, model: str, *, message_id: str) -> None:
-        self._model = model
-        self._message_id = message_id
-        self._started = False
-        self._next_block = 0
-        # The open block: ("text", -1), ("thinking", -1) or ("tool", openai_tool_index).
-        self._open: tuple[str, int] | None = None
-        self._tool_ids: dict[int, str] = {}
-        self._finish_reason: str | None = None
-        self._usage: Mapping[str, Any] | None = None
-
-    @property
-    def usage(self) -> Usage:
-        return usage_from_chat(self._usage)
-
-    def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
-        if chunk.get("error"):
-            raise UpstreamStreamError.from_payload(chunk["error"])
-        if isinstance(chunk.get("usage"), Mapping):
-            self._usage = chunk["usage"]
-        events = [] if self._started else self._message_start()
-        choices = chunk.get("choices") or []
-        # Only the first choice is relayed: Anthropic messages have exactly one.
-        choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
-        delta = choice.get("delta") or {}
-        if reasoning := _reasoning(delta):
-            events += self._append(
-                ("thinking", -1), {"type": "thinking_delta", "thinking": reasoning}
-            )
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            events += self._append(("text", -1), {"type": "text_delta", "text": content})
-        for position, call in enumerate(delta.get("tool_calls") or []):
-            if isinstance(call, Mapping):
-                events += self._tool_delta(call, position)
-        if choice.get("finish_reason"):
-            # message_delta waits for finish(): usage usually arrives in a later chunk.
-            self._finish_reason = choice["finish_reason"]
-        return events
-
-    def finish(self) -> list[Event]:
-        """Close the open block and emit ``message_delta``; the caller sends message_stop."""
-        events = [] if self._started else self._message_start()
-        events += self._close()
-        usage = messages_usage(self.usage)
-        usage = {k: v for k, v in usage.items() if v or k in ("input_tokens", "output_tokens")}
-        reason = stop_reason(self._finish_reason, has_tool_calls=bool(self._tool_ids))
-        delta = {"stop_reason": reason, "stop_sequence": None}
-        return [
-            *events,
-            ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
-        ]
-
-    def _message_start(self) -> list[Event]:
-        self._started = True
-        message: dict[str, Any] = {
-            "id": self._message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": self._model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": messages_usage(self.usage)["input_tokens"],
-                "output_tokens": 0,
-            },
-        }
-        return [("message_start", {"type": "message_start", "message": message})]
-
-    def _close(self) -> list[Event]:
-        if self._open is None:
-            return []
-        self._open = None
-        return [
-            ("content_block_stop", {"type": "content_block_stop", "index": self._next_block - 1})
-        ]
-
-    def _start(self, key: tuple[str, int], block: dict[str, Any]) -> list[Event]:
-        events = self._close()
-        self._open = key
-        start = {"type": "content_block_start", "index": self._next_block, "content_block": block}
-        self._next_block += 1
-        return [*events, ("content_block_start", start)]
-
-    def _delta(self, payload: dict[str, Any]) -> Event:
-        return (
-            "content_block_delta",
-            {"type": "content_block_delta", "index": self._next_block - 1, "delta": payload},
-        )
-
-    def _append(self, key: tuple[str, int], payload: dict[str, Any]) -> list[Event]:
-        if self._open == key:
-            return [self._delta(payload)]
-        block: dict[str, Any] = {"type": "text", "text": ""}
-        if key[0] == "thinking":
-            block = {"type": "thinking", "thinking": "", "signature": ""}
-        return [*self._start(key, block), self._delta(payload)]
-
-    def _tool_index(self, call: Mapping[str, Any], position: int) -> int:
-        index = call.get("index")
-        if isinstance(index, int):
-            return index
-        # Some servers omit index: a new id means a new call, otherwise continue the open one.
-        call_id = call.get("id")
-        if isinstance(call_id, str) and call_id not in self._tool_ids.values():
-            return max(self._tool_ids, default=-1) + 1
-        if self._open is not None and self._open[0] == "tool":
-            return self._open[1]
-        return position
-
-    def _tool_delta(self, call: Mapping[str, Any], position: int) -> list[Event]:
-        index = self._tool_index(call, position)
-        fn = call.get("function") or {}
-        events: list[Event] = []
-        if self._open != ("tool", index):
-            if index in self._tool_ids:
-                # A fragment for an already closed block cannot be delivered; Anthropic
-                # blocks never reopen. OpenAI never interleaves calls, so this is rare.
-                return []
-            tool_id = str(call.get("id") or f"toolu_{self._message_id}_{index}")
-            self._tool_ids[index] = tool_id
-            block: dict[str, Any] = {
-                "type": "tool_use",
-                "id": tool_id,
-                "name": fn.get("name") or "",
-                "input": {},
-            }
-            events = self._start(("tool", index), block)
-        arguments = fn.get("arguments")
-        if isinstance(arguments, str) and arguments:
-            events.append(self._delta({"type": "input_json_delta", "partial_json": arguments}))
-        return events

@@ -29,6 +29,20 @@ def effort_for_thinking(thinking: Any) -> str | None:
     return "high"
 
 
+def openai_reasons(model: str) -> bool:
+    """Whether an OpenAI (or Azure OpenAI) model takes ``reasoning_effort``.
+
+    OpenAI answers 400 when a model that does not reason (gpt-4o, gpt-4.1 …) is sent the
+    field, so a thinking request to such a model is served without it. Its reasoning
+    families are o1, o3, o4 and gpt-5, less the ones that refuse the field all the same:
+    the first o1 previews and the chat-tuned gpt-5 variants.
+    """
+    name = model.lower()
+    if name.startswith(("o1-mini", "o1-preview")) or "-chat" in name:
+        return False
+    return name.startswith(("o1", "o3", "o4", "gpt-5"))
+
+
 def thinking_for_effort(effort: Any, max_tokens: int) -> dict[str, Any] | None:
     """Anthropic ``thinking`` for a ``reasoning_effort``; None when there is no room for the
     smallest budget below ``max_tokens`` or the effort asks for none (``none``, ``minimal``)."""

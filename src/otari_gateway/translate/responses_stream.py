@@ -4,7 +4,8 @@ Chunks go in one at a time; out come ``response.created`` and ``response.in_prog
 first, then per output item ``response.output_item.added`` → content/argument deltas →
 their ``.done`` events → ``response.output_item.done``, and finally (from ``terminal``,
 once the caller has settled) ``response.completed`` or ``response.incomplete`` carrying
-the whole response and its usage. Every event has a ``sequence_number`` that counts from 0.
+the whole response and its usage, or (from ``error``) an ``error`` event. Every event has a
+``sequence_number`` that counts from 0.
 
 Reasoning (``translate/responses_reasoning.py``) streams as OpenAI's reasoning summaries:
 ``response.reasoning_summary_part.added`` → ``response.reasoning_summary_text.delta``… →
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otari_gateway.translate.errors import UpstreamStreamError
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.responses_reasoning import reasoning_item, summary_part
 from otari_gateway.translate.responses_to_chat import (
     call_item,
@@ -70,11 +72,14 @@ class ChatToResponsesStream:
         """Usage from the upstream's trailing usage chunk (zero until it arrives)."""
         return usage_from_chat(self._usage)
 
-    def start(self) -> list[Event]:
-        """``response.created`` and ``response.in_progress``; idempotent."""
+    def start(self, model: str | None = None) -> list[Event]:
+        """``response.created`` and ``response.in_progress`` (naming ``model`` when given,
+        else the envelope's); idempotent."""
         if self._started:
             return []
         self._started = True
+        if model:
+            self._envelope["model"] = model
         return [
             self._event("response.created", response=self._envelope),
             self._event("response.in_progress", response=self._envelope),
@@ -83,10 +88,16 @@ class ChatToResponsesStream:
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         if chunk.get("error"):
             raise UpstreamStreamError.from_payload(chunk["error"])
-        events = self.start()
         if isinstance(chunk.get("usage"), Mapping):
             self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices") or []
+        if not self._started:
+            if not choices and self._usage is None:
+                # Azure leads with a chunk of content-filter results that names no model.
+                return []
+            self._envelope["model"] = reported_model(chunk, self._envelope["model"])
+        events = self.start()
+        for choice in choices:
             if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
@@ -112,6 +123,13 @@ class ChatToResponsesStream:
         for item in sorted(self._calls.values(), key=lambda i: i.output_index):
             events.extend(self._close_call(item))
         self._calls.clear()
+        return events
+
+    def error(self, code: str, message: str, param: str | None) -> list[Event]:
+        """An ``error`` event in sequence, after ``response.created`` if none was sent yet:
+        the openai SDK's stream helper refuses any other event ahead of that one."""
+        events = self.start()
+        events.append(self._event("error", code=code, message=message, param=param))
         return events
 
     def terminal(self, usage: Usage, *, completed_at: int) -> Event:

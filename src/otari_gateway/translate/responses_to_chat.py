@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otari_gateway.translate.errors import TranslationError
+from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.responses_reasoning import (
     input_thinking,
     message_reasoning,
@@ -46,7 +47,11 @@ def unsupported_stateful_field(body: Mapping[str, Any]) -> str | None:
 
 
 def responses_request_to_chat(
-    body: Mapping[str, Any], model: str, *, replay_thinking: bool = False
+    body: Mapping[str, Any],
+    model: str,
+    *,
+    replay_thinking: bool = False,
+    openai_platform: bool = False,
 ) -> dict[str, Any]:
     """Build a Chat Completions body from a Responses one; ``model`` is the upstream's.
 
@@ -55,7 +60,9 @@ def responses_request_to_chat(
     With ``replay_thinking`` (an upstream that takes Anthropic thinking blocks back), the
     signed blocks of input reasoning items become their assistant turn's
     ``thinking_blocks``; otherwise reasoning items are left out unread, as
-    OpenAI-compatible servers take no reasoning input.
+    OpenAI-compatible servers take no reasoning input. ``openai_platform`` (OpenAI's own
+    API, whose reasoning models refuse ``max_tokens``) sends the limit as
+    ``max_completion_tokens``.
     """
     messages: list[dict[str, Any]] = []
     instructions = body.get("instructions")
@@ -67,7 +74,7 @@ def responses_request_to_chat(
     out: dict[str, Any] = {"model": model, "messages": messages}
     limit = body.get("max_output_tokens")
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        out["max_tokens"] = limit
+        out["max_completion_tokens" if openai_platform else "max_tokens"] = limit
     for key in ("temperature", "top_p", "parallel_tool_calls", "user"):
         if body.get(key) is not None:
             out[key] = body[key]
@@ -345,7 +352,8 @@ def call_item(
 def chat_response_to_responses(
     chat: Mapping[str, Any], envelope: Mapping[str, Any], usage: Usage, *, completed_at: int
 ) -> dict[str, Any]:
-    """Build the final ``response`` from a ``chat.completion`` (its first choice).
+    """Build the final ``response`` from a ``chat.completion`` (its first choice), naming
+    the model the upstream reported.
 
     ``usage`` is passed in rather than read from ``chat`` so a caller holding the
     provider's own richer usage (Anthropic cache writes) keeps it.
@@ -353,6 +361,7 @@ def chat_response_to_responses(
     choices = chat.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], Mapping) else {}
     message = choice.get("message") or {}
+    envelope = {**envelope, "model": reported_model(chat, envelope["model"])}
     base = str(envelope["id"]).removeprefix("resp_")
     output: list[dict[str, Any]] = []
     summary, blocks = message_reasoning(message)
