@@ -246,6 +246,22 @@ def test_responses_stream_helper_final_response(stack: Stack) -> None:
     assert final.status == "completed"
 
 
+def test_responses_stream_helper_gets_the_error_event_of_a_cut_native_stream(
+    stack: Stack,
+) -> None:
+    # The gateway's error event continues the upstream's numbering; without a
+    # sequence_number the SDK helper raised RuntimeError instead of handing it over.
+    stack.openai_fake.drop_stream_next(after_events=3)
+    with (
+        stack.openai_client() as client,
+        client.responses.stream(model="openai:gpt-4o", input="ping") as stream,
+    ):
+        events = list(stream)
+    assert events[0].type == "response.created"
+    assert events[-1].type == "error"
+    assert [event.sequence_number for event in events] == list(range(len(events)))
+
+
 def test_responses_function_call(stack: Stack) -> None:
     tools: Any = [
         {

@@ -48,11 +48,12 @@ def messages_error_event(error: GatewayError) -> bytes:
     return sse_event("error", anthropic_error_body(error))
 
 
-def responses_error_event(error: GatewayError) -> bytes:
+def responses_error_event(error: GatewayError, sequence_number: int) -> bytes:
     body = {
         "type": "error",
         "code": error.code or error.openai_type,
         "message": error.message,
         "param": error.param,
+        "sequence_number": sequence_number,
     }
     return sse_event("error", body)

@@ -171,7 +171,14 @@ _RESPONSES_TERMINALS = frozenset({"response.completed", "response.incomplete", "
 class ResponsesStream(_RelayedStream):
     """Responses events: the terminal event carries the whole response and its usage."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        # OpenAI numbers a stream's events from 0, one apart: a gateway error event takes
+        # the next number without parsing every relayed event for it.
+        self._events = 0
+
     def feed(self, event: SSEEvent) -> list[bytes]:
+        self._events += 1
         name = event.event or _type_of(event)
         if name in _RESPONSES_TERMINALS:
             response = parse_event_data(event).get("response") or {}
@@ -183,7 +190,7 @@ class ResponsesStream(_RelayedStream):
         return [event.raw]
 
     def _error_event(self, error: GatewayError) -> bytes:
-        return envelopes.responses_error_event(error)
+        return envelopes.responses_error_event(error, self._events)
 
 
 def _type_of(event: SSEEvent) -> str:
