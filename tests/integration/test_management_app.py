@@ -142,21 +142,27 @@ def is_utc_iso(value: str) -> bool:
     return datetime.fromisoformat(value).utcoffset() == timedelta(0)
 
 
-def build_app(db: Database, changes: RecordingListener) -> FastAPI:
+def build_app(
+    db: Database, changes: RecordingListener, prices: dict[str, dict[str, Any]] | None = None
+) -> FastAPI:
     app = FastAPI(exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.include_router(keys_router(KeyService(db, changes), require_master))
     app.include_router(users_router(UserService(db, changes), require_master))
     app.include_router(budgets_router(BudgetService(db, changes), require_master))
-    app.include_router(pricing_router(PricingService(db, changes), require_master, require_caller))
+    pricing = PricingService(db, changes, prices)
+    app.include_router(pricing_router(pricing, require_master, require_caller))
     app.include_router(usage_router(UsageService(db), require_master))
     return app
 
 
 @contextmanager
-def management_app(database_url: str) -> Iterator[Management]:
+def management_app(
+    database_url: str, prices: dict[str, dict[str, Any]] | None = None
+) -> Iterator[Management]:
+    """The management routers on ``database_url``; ``prices`` is a config ``pricing:`` block."""
     db = Database(database_url)
     changes = RecordingListener()
-    with TestClient(build_app(db, changes)) as client:
+    with TestClient(build_app(db, changes, prices)) as client:
         try:
             yield Management(client, db, changes)
         finally:

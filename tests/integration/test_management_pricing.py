@@ -36,6 +36,7 @@ PRICE_FIELDS = {
     "price_per_million_characters",
     "effective_at",
     "created_at",
+    "source",
 }
 
 
@@ -208,3 +209,28 @@ def test_models_show_prices_that_are_not_per_token(tmp_path: Path) -> None:
             }
     for selector, fields in NON_TOKEN_PRICES.items():
         assert listed[selector] == {name: float(value) for name, value in fields.items()}
+
+
+def test_config_prices_are_listed_read_only_and_yield_to_managed_rows(database_url: str) -> None:
+    # As the reference lists them; billing already used them (managed rows first).
+    configured = {
+        "openai:gpt-4o-mini": {"input_price_per_million": 0.15, "output_price_per_million": 0.6},
+        "openai:dall-e-3": {"price_per_image": "0.04"},
+    }
+    with management_app(database_url, configured) as api:
+        listed = {row["model_key"]: row for row in api.ok("GET", "/v1/pricing")}
+        assert set(listed) == set(configured)
+        row = api.ok("GET", "/v1/pricing/openai:gpt-4o-mini")
+        assert set(row) == PRICE_FIELDS
+        assert (row["source"], row["input_price_per_million"]) == ("config", 0.15)
+        assert api.ok("GET", "/v1/pricing/openai:dall-e-3")["price_per_image"] == 0.04
+        message = api.error(409, "DELETE", "/v1/pricing/openai:dall-e-3")
+        assert "config file" in message
+        price(api, "openai:gpt-4o-mini", None, 1.0)
+        row = api.ok("GET", "/v1/pricing/openai:gpt-4o-mini")
+        assert (row["source"], row["input_price_per_million"]) == ("api", 1.0)
+        listed = api.ok("GET", "/v1/pricing")
+        assert [r["source"] for r in listed if r["model_key"] == "openai:gpt-4o-mini"] == ["api"]
+        response = api.client.delete("/v1/pricing/openai:gpt-4o-mini", headers=MASTER_HEADERS)
+        assert response.status_code == 204
+        assert api.ok("GET", "/v1/pricing/openai:gpt-4o-mini")["source"] == "config"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
@@ -55,6 +55,10 @@ class PriceOut(BaseModel):
     price_per_million_characters: float | None
     effective_at: datetime
     created_at: datetime
+    source: Literal["api", "config"] = Field(
+        description="api: managed through /v1/pricing; config: the config file's pricing: "
+        "block (read-only here; a managed row for the same model takes precedence)"
+    )
 
 
 _UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"description": "No price for that model"}}
@@ -105,7 +109,10 @@ def pricing_router(
         status_code=204,
         response_class=Response,
         dependencies=master,
-        responses=_UNKNOWN,
+        responses={
+            **_UNKNOWN,
+            409: {"description": "The price comes from the config file: edit the file"},
+        },
     )
     async def delete_price(model_key: str) -> Response:
         """Delete every version of this model's price."""

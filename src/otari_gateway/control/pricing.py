@@ -1,5 +1,9 @@
 """Managed model prices: versioned rows keyed by ``model_key`` and ``effective_at``.
 
+Prices from the config file's ``pricing:`` block are listed beside them (``source:
+"config"``), as the reference gateway lists them; a managed row for the same key takes
+precedence, as it does when billing. Config prices change only with the file.
+
 Writing the same ``effective_at`` again replaces that version. The request path reads
 every row through ``load_price_rows`` into its ``PriceBook``; ``pricing_changed`` after
 each write makes the writing process reload at once.
@@ -7,15 +11,17 @@ each write makes the writing process reload at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from otari_gateway.billing.pricing import PRICE_FIELDS, PriceRow, price_from_fields
 from otari_gateway.control.changes import ChangeListener
 from otari_gateway.control.outage import available
 from otari_gateway.control.values import as_utc
-from otari_gateway.errors import InvalidRequest, NotFound
+from otari_gateway.errors import Conflict, InvalidRequest, NotFound
 from otari_gateway.store import pricing_repo
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ModelPrice
@@ -36,6 +42,7 @@ class PriceView:
     price_per_million_characters: Decimal | None
     effective_at: datetime
     created_at: datetime
+    source: str = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +102,41 @@ def _not_found(model_key: str) -> NotFound:
     return NotFound(f"No pricing for model '{model_key}'", param="model_key")
 
 
+def _configured_view(model_key: str, fields: Mapping[str, Any], since: datetime) -> PriceView:
+    def read(name: str) -> Decimal | None:
+        value = fields.get(name)
+        return None if value is None else to_money(Decimal(str(value)))
+
+    return PriceView(
+        id=f"config:{model_key}",
+        model_key=model_key,
+        input_price_per_million=read("input_price_per_million"),
+        output_price_per_million=read("output_price_per_million"),
+        cache_read_price_per_million=read("cache_read_price_per_million"),
+        cache_write_price_per_million=read("cache_write_price_per_million"),
+        price_per_image=read("price_per_image"),
+        price_per_request=read("price_per_request"),
+        price_per_audio_second=read("price_per_audio_second"),
+        price_per_million_characters=read("price_per_million_characters"),
+        effective_at=since,
+        created_at=since,
+        source="config",
+    )
+
+
 class PricingService:
-    def __init__(self, db: Database, changes: ChangeListener) -> None:
+    def __init__(
+        self,
+        db: Database,
+        changes: ChangeListener,
+        configured: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         self._db = db
         self._changes = changes
+        since = utcnow()
+        self._configured = {
+            key: _configured_view(key, fields, since) for key, fields in (configured or {}).items()
+        }
 
     async def set_price(self, spec: NewPrice) -> PriceView:
         model_key = check_model_key(spec.model_key)
@@ -119,19 +157,31 @@ class PricingService:
                 rows = await pricing_repo.all_prices(session)
             else:
                 rows = await pricing_repo.current_prices(session, utcnow())
-            return [_view(row) for row in rows]
+            managed = [_view(row) for row in rows]
+        shown = {view.model_key for view in managed}
+        configured = [view for key, view in self._configured.items() if key not in shown]
+        return managed + sorted(configured, key=lambda view: view.model_key)
 
     async def get(self, model_key: str) -> PriceView:
         async with available(self._db.session()) as session:
             rows = await pricing_repo.current_prices(session, utcnow(), model_key)
-            if not rows:
-                raise _not_found(model_key)
+        if rows:
             return _view(rows[0])
+        configured = self._configured.get(model_key)
+        if configured is None:
+            raise _not_found(model_key)
+        return configured
 
     async def delete(self, model_key: str) -> None:
         """Every version of the key; 404 when there is none."""
         async with available(self._db.session()) as session:
             if not await pricing_repo.count_versions(session, model_key):
+                if model_key in self._configured:
+                    raise Conflict(
+                        f"the price of '{model_key}' is set in the config file's pricing: "
+                        "block; edit the file to change or remove it",
+                        param="model_key",
+                    )
                 raise _not_found(model_key)
             await pricing_repo.delete_prices(session, model_key)
         self._changes.pricing_changed()
