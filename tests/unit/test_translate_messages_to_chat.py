@@ -44,6 +44,33 @@ def test_openai_platform_gets_max_completion_tokens() -> None:
 
 
 @pytest.mark.parametrize(
+    ("model", "openai_platform", "kept"),
+    [
+        ("o3-mini", True, False),
+        ("o1-preview", True, False),
+        ("gpt-5", True, False),
+        ("gpt-5-chat-latest", True, True),
+        ("gpt-4o-mini", True, True),
+        # A compatible server is trusted with whatever the client asked for.
+        ("o3-mini", False, True),
+    ],
+)
+def test_sampling_settings_reach_only_models_that_take_them(
+    model: str, openai_platform: bool, kept: bool
+) -> None:
+    # OpenAI's reasoning models answer 400 to a temperature other than 1, which Anthropic
+    # clients send as a matter of course.
+    body = {
+        "max_tokens": 100,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    out = messages_request_to_chat(body, model, openai_platform=openai_platform)
+    assert ("temperature" in out, "top_p" in out) == (kept, kept)
+
+
+@pytest.mark.parametrize(
     ("model", "openai_platform", "effort"),
     [
         ("o3-mini", True, "low"),

@@ -12,7 +12,11 @@ from typing import Any
 import orjson
 
 from otari_gateway.translate.errors import TranslationError
-from otari_gateway.translate.reasoning import effort_for_thinking, openai_reasons
+from otari_gateway.translate.reasoning import (
+    effort_for_thinking,
+    openai_fixed_sampling,
+    openai_reasons,
+)
 from otari_gateway.translate.reported import reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 
@@ -79,11 +83,12 @@ def messages_request_to_chat(
     # OpenAI's reasoning models refuse max_tokens, while many compatible servers know only
     # max_tokens: each gets the name it accepts.
     limit = "max_completion_tokens" if openai_platform else "max_tokens"
-    for src, dst in (
-        ("max_tokens", limit),
-        ("temperature", "temperature"),
-        ("top_p", "top_p"),
-    ):
+    fields = [("max_tokens", limit)]
+    # Anthropic clients send a temperature as a matter of course; OpenAI's reasoning models
+    # answer 400 to any but the default, so there they keep their own sampling.
+    if not (openai_platform and openai_fixed_sampling(model)):
+        fields += [("temperature", "temperature"), ("top_p", "top_p")]
+    for src, dst in fields:
         if body.get(src) is not None:
             out[dst] = body[src]
     if body.get("stop_sequences"):

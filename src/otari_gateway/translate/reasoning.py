@@ -43,6 +43,14 @@ def openai_reasons(model: str) -> bool:
     return name.startswith(("o1", "o3", "o4", "gpt-5"))
 
 
+def openai_fixed_sampling(model: str) -> bool:
+    """Whether an OpenAI model refuses sampling settings (``temperature``, ``top_p``): its
+    reasoning families, the early o1 previews included; the chat-tuned gpt-5 variants take
+    them."""
+    name = model.lower()
+    return "-chat" not in name and name.startswith(("o1", "o3", "o4", "gpt-5"))
+
+
 def thinking_for_effort(effort: Any, max_tokens: int) -> dict[str, Any] | None:
     """Anthropic ``thinking`` for a ``reasoning_effort``; None when there is no room for the
     smallest budget below ``max_tokens`` or the effort asks for none (``none``, ``minimal``)."""
