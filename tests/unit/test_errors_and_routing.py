@@ -12,9 +12,11 @@ from otari_gateway.pipeline.admission import MISSING_CREDENTIAL, Authenticator, 
 from otari_gateway.pipeline.cache import TTLCache
 from otari_gateway.pipeline.envelopes import anthropic_error_body, openai_error_body
 from otari_gateway.pipeline.routing import Router
+from otari_gateway.pipeline.translated import stream_failure
 from otari_gateway.providers.http import map_status, redact
 from otari_gateway.providers.openai_compat import OpenAICompatProvider
 from otari_gateway.providers.sse import SSESplitter
+from otari_gateway.translate.errors import UpstreamStreamError
 
 
 @pytest.mark.parametrize("kind", ALL_ERRORS, ids=lambda k: k.__name__)
@@ -166,3 +168,12 @@ async def test_ttl_cache_single_flight_and_clear_during_load() -> None:
     assert await cache.get("k", load) == "v2"
     cache.clear()
     assert await cache.get("k", load) == "v3"
+
+
+def test_an_upstream_error_mid_stream_reaches_the_client_scrubbed() -> None:
+    failure = stream_failure(
+        UpstreamStreamError("invalid x-api-key sk-ant-api03-abcdefghijklmnop " + "x" * 2000)
+    )
+    assert "sk-ant" not in failure.message
+    assert "[redacted]" in failure.message
+    assert len(failure.message) < 1100

@@ -56,7 +56,9 @@ def upstream_answer(reply: UpstreamReply) -> dict[str, Any]:
 
 
 def stream_failure(exc: UpstreamStreamError) -> UpstreamError:
-    return UpstreamError(f"the provider reported an error mid-stream: {exc.message}")
+    # Scrubbed and bounded like every other upstream text a client sees.
+    message = client_message(exc.message, ())
+    return UpstreamError(f"the provider reported an error mid-stream: {message}")
 
 
 class ChatViaMessages:
