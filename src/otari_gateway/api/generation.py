@@ -68,7 +68,8 @@ def generation_routes(services: Services) -> list[BaseRoute]:
     async def run(request: GatewayRequest) -> Response:
         result = await services.runtime.pipeline.run(request)
         envelope = Envelope.ANTHROPIC if request.surface is Surface.MESSAGES else Envelope.OPENAI
-        headers = {**request_id_headers(request.request_id, envelope), **result.headers}
+        headers = request_id_headers(request.request_id, envelope)
+        headers.update(result.headers)
         if isinstance(result, JSONResult):
             return Response(
                 result.body,

@@ -12,7 +12,7 @@ each write makes the writing process reload at once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -103,25 +103,20 @@ def _not_found(model_key: str) -> NotFound:
 
 
 def _configured_view(model_key: str, fields: Mapping[str, Any], since: datetime) -> PriceView:
-    def read(name: str) -> Decimal | None:
-        value = fields.get(name)
-        return None if value is None else to_money(Decimal(str(value)))
-
-    return PriceView(
+    """A config ``pricing:`` entry shown as a row would be (never stored)."""
+    prices = {
+        name: to_money(Decimal(str(value)))
+        for name, value in fields.items()
+        if name in PRICE_FIELDS and value is not None
+    }
+    row = ModelPrice(
         id=f"config:{model_key}",
         model_key=model_key,
-        input_price_per_million=read("input_price_per_million"),
-        output_price_per_million=read("output_price_per_million"),
-        cache_read_price_per_million=read("cache_read_price_per_million"),
-        cache_write_price_per_million=read("cache_write_price_per_million"),
-        price_per_image=read("price_per_image"),
-        price_per_request=read("price_per_request"),
-        price_per_audio_second=read("price_per_audio_second"),
-        price_per_million_characters=read("price_per_million_characters"),
         effective_at=since,
         created_at=since,
-        source="config",
+        **prices,
     )
+    return replace(_view(row), source="config")
 
 
 class PricingService:

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from otari_gateway.translate.errors import UpstreamStreamError
 from otari_gateway.translate.messages_to_chat import reasoning_text, refusal_text, stop_reason
-from otari_gateway.translate.reported import reported_model
+from otari_gateway.translate.reported import opens_stream, read_chat_chunk, reported_model
 from otari_gateway.translate.usage import messages_usage, usage_from_chat
 from otari_gateway.usage import Usage
 
@@ -47,15 +46,12 @@ class ChatToMessagesStream:
         return usage_from_chat(self._usage)
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
-        if chunk.get("error"):
-            raise UpstreamStreamError.from_payload(chunk["error"])
-        if isinstance(chunk.get("usage"), Mapping):
-            self._usage = chunk["usage"]
-        choices = chunk.get("choices") or []
+        choices, usage = read_chat_chunk(chunk)
+        if usage is not None:
+            self._usage = usage
         events: list[Event] = []
         if not self._started:
-            if not choices and self._usage is None:
-                # Azure leads with a chunk of content-filter results that names no model.
+            if not opens_stream(choices, self._usage):
                 return []
             self._model = reported_model(chunk, self._model)
             events = self._message_start()

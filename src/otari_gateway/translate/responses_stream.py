@@ -21,8 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from otari_gateway.translate.errors import UpstreamStreamError
-from otari_gateway.translate.reported import reported_model
+from otari_gateway.translate.reported import opens_stream, read_chat_chunk, reported_model
 from otari_gateway.translate.responses_reasoning import reasoning_item, summary_part
 from otari_gateway.translate.responses_to_chat import (
     call_item,
@@ -86,14 +85,11 @@ class ChatToResponsesStream:
         ]
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
-        if chunk.get("error"):
-            raise UpstreamStreamError.from_payload(chunk["error"])
-        if isinstance(chunk.get("usage"), Mapping):
-            self._usage = chunk["usage"]
-        choices = chunk.get("choices") or []
+        choices, usage = read_chat_chunk(chunk)
+        if usage is not None:
+            self._usage = usage
         if not self._started:
-            if not choices and self._usage is None:
-                # Azure leads with a chunk of content-filter results that names no model.
+            if not opens_stream(choices, self._usage):
                 return []
             self._envelope["model"] = reported_model(chunk, self._envelope["model"])
         events = self.start()
