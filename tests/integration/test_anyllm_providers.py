@@ -556,7 +556,7 @@ def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) ->
     assert chunks[-1].choices[0].finish_reason == "stop"
     # Liner reports no token counts; both calls are still recorded, charged at least the
     # input counted at admission and any per-request price.
-    rows = usage_rows(upstreams.base_url, user_id)
+    rows = usage_rows(upstreams.base_url, user_id, 2)
     assert sorted((row["model"], row["status_code"]) for row in rows) == [
         ("quick-answer", 200),
         ("search", 200),
