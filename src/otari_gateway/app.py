@@ -26,6 +26,7 @@ from otari_gateway.api.metrics import metrics_router
 from otari_gateway.api.models import models_router
 from otari_gateway.api.openapi import merge_generation_paths
 from otari_gateway.api.pricing import pricing_router
+from otari_gateway.api.responses import responses_router
 from otari_gateway.api.services import Services
 from otari_gateway.api.usage import usage_router
 from otari_gateway.api.users import users_router
@@ -98,6 +99,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
     app.include_router(files_router(files, caller, limit))
     batches = Batches(config, db, runtime.admission, runtime.prices, objects)
     app.include_router(batches_router(batches, caller, limit))
+    app.include_router(responses_router(runtime.responses, caller))
     app.include_router(health_router(runtime.db))
     if metrics is not None:
         metrics.set_queue_depth_source(lambda: runtime.writer.pending)

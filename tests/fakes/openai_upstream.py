@@ -3,7 +3,8 @@
 Serves ``/v1/chat/completions`` (JSON and ``data:``-only SSE ending in ``data: [DONE]``,
 with ``stream_options.include_usage`` handled as the real API: every chunk carries
 ``"usage": null`` and a final chunk with ``choices: []`` carries the usage),
-``/v1/responses`` (JSON and ``event:``/``data:`` SSE with ``sequence_number``),
+``/v1/responses`` (JSON and ``event:``/``data:`` SSE with ``sequence_number``; stored
+responses as in ``tests.fakes.openai_stored_responses``),
 ``/v1/embeddings``, ``GET /v1/models``, and the surfaces of ``tests.fakes.openai_media``
 (moderations, rerank, images, speech, transcriptions) and of ``tests.fakes.openai_batches``
 (files, batches). Errors use ``{"error": {message, type,
@@ -22,6 +23,7 @@ for its reasoning models (``o1``, ``o3``, ``o4``, ``gpt-5`` …), which want
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 import orjson
 
 from tests.fakes import content as c
-from tests.fakes.openai_batches import OpenAIBatchRoutes
+from tests.fakes.openai_stored_responses import OpenAIResponseStore
 from tests.fakes.server import Handler, JsonReply, RecordedRequest, Reply, SseReply
 from tests.fakes.server import sse_frame as frame
 
@@ -86,7 +88,7 @@ def _chat_usage(prompt: int, completion: int, reasoning: int = 0) -> dict[str, A
     }
 
 
-class FakeOpenAI(OpenAIBatchRoutes):
+class FakeOpenAI(OpenAIResponseStore):
     """Fake ``https://api.openai.com``; point SDKs at ``base_url + "/v1"``."""
 
     request_id_header = "x-request-id"
@@ -310,10 +312,13 @@ class FakeOpenAI(OpenAIBatchRoutes):
                 param="input",
                 code="missing_required_parameter",
             )
+        earlier = self.earlier_items(body)
+        if isinstance(earlier, JsonReply):
+            return earlier
         user_text = next(
             (c.text_of(i.get("content")) for i in reversed(items) if i.get("role") == "user"), ""
         )
-        texts = [c.text_of(i.get("content")) for i in items]
+        texts = [c.text_of(i.get("content")) for i in earlier + items]
         texts += [i["output"] for i in items if isinstance(i.get("output"), str)]
         if isinstance(body.get("instructions"), str):
             texts.append(body["instructions"])
@@ -352,7 +357,7 @@ class FakeOpenAI(OpenAIBatchRoutes):
             }
         created = int(time.time())
         response = {
-            "id": f"resp_fake{number}",
+            "id": f"resp_{secrets.token_hex(12)}",
             "object": "response",
             "created_at": created,
             "status": "completed",
@@ -378,6 +383,7 @@ class FakeOpenAI(OpenAIBatchRoutes):
             "user": None,
             "metadata": body.get("metadata") or {},
         }
+        self.keep(response, items)
         if body.get("stream"):
             return self._responses_stream(response, item)
         return JsonReply(response)

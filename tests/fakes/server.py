@@ -43,6 +43,8 @@ class RecordedRequest:
     # A multipart/form-data body parsed by aiohttp: text fields as str, uploads as
     # ``FormUpload``, a repeated name as a list; None for any other body.
     form: dict[str, Any] | None = None
+    # The query string as sent, where a repeated name keeps every value.
+    raw_query: str = ""
 
     def json_object(self) -> dict[str, Any]:
         """The parsed body when it is a JSON object, else ``{}``."""
@@ -332,6 +334,7 @@ class FakeUpstream:
             body=body,
             json=parsed,
             form=self._read_form(request.headers.get("Content-Type", ""), body),
+            raw_query=request.query_string,
         )
         with self._lock:
             self._requests.append(recorded)

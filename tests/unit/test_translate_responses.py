@@ -194,7 +194,6 @@ def test_stateful_fields_are_detected() -> None:
     assert unsupported_stateful_field({"input": "x", "store": True}) is None
     assert unsupported_stateful_field({"previous_response_id": "r"}) == "previous_response_id"
     assert unsupported_stateful_field({"conversation": "c"}) == "conversation"
-    assert unsupported_stateful_field({"background": True}) == "background"
 
 
 # --- response --------------------------------------------------------------------------

@@ -169,18 +169,24 @@ _RESPONSES_TERMINALS = frozenset({"response.completed", "response.incomplete", "
 
 
 class ResponsesStream(_RelayedStream):
-    """Responses events: the terminal event carries the whole response and its usage."""
+    """Responses events: the first names the response, the terminal one carries the whole
+    response and its usage."""
 
     def __init__(self) -> None:
         super().__init__()
         # OpenAI numbers a stream's events from 0, one apart: a gateway error event takes
         # the next number without parsing every relayed event for it.
         self._events = 0
+        self.response_id: str | None = None
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         self._events += 1
         name = event.event or _type_of(event)
-        if name in _RESPONSES_TERMINALS:
+        if name == "response.created":
+            created = parse_event_data(event).get("response") or {}
+            found = created.get("id") if isinstance(created, dict) else None
+            self.response_id = found if isinstance(found, str) and found else None
+        elif name in _RESPONSES_TERMINALS:
             response = parse_event_data(event).get("response") or {}
             self._usage = usage_from_responses(response.get("usage"))
             self._terminal = event.raw

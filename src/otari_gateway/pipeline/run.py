@@ -7,7 +7,7 @@ call the upstream → answer (JSON, or an SSE relay) → settle exactly once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
@@ -21,6 +21,7 @@ from otari_gateway.pipeline.exchange import Exchange, StreamProcessor
 from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Router, Target
 from otari_gateway.pipeline.settle import CLIENT_CLOSED, Outcome, Settler
+from otari_gateway.pipeline.stored_responses import StoredResponses, response_id_of
 from otari_gateway.providers.base import RAW_REPLY_OPERATIONS, Capabilities, Operation, Wire
 from otari_gateway.providers.sse import SSESplitter
 
@@ -90,10 +91,13 @@ def select_exchange(surface: Surface, target: Target) -> Exchange:
 
 
 class Pipeline:
-    def __init__(self, router: Router, admission: Admission, settler: Settler) -> None:
+    def __init__(
+        self, router: Router, admission: Admission, settler: Settler, stored: StoredResponses
+    ) -> None:
         self._router = router
         self._admission = admission
         self._settler = settler
+        self._stored = stored
         self._settling: set[asyncio.Task[None]] = set()
 
     async def run(self, request: GatewayRequest) -> JSONResult | StreamResult:
@@ -106,12 +110,17 @@ class Pipeline:
             exchange = select_exchange(request.surface, target)
             body = exchange.upstream_body(request, target)
             admitted = await self._admission.admit(request, target, user_id)
+            stores = exchange is passthrough.RESPONSES
+            if stores:
+                await self._stored.check_previous(request.body, target, user_id)
             if request.stream:
-                return await self._open_stream(request, target, admitted, exchange, body)
+                return await self._open_stream(request, target, admitted, exchange, body, user_id)
             reply = await target.provider.send(
                 exchange.operation, body, dict(request.forward_headers) or None, model=target.model
             )
             content, usage = exchange.client_reply(request, reply)
+            if stores:
+                await self._stored.remember(response_id_of(content), request.body, target, user_id)
         except GatewayError as exc:
             await self._settle(
                 Outcome(request, target, admitted, None, exc.status, exc.message, user_id)
@@ -159,8 +168,17 @@ class Pipeline:
         admitted: Admitted,
         exchange: Exchange,
         body: bytes,
+        user_id: str,
     ) -> StreamResult:
         processor = exchange.stream_processor(request, admitted.input_tokens)
+        before_output: Callable[[], Awaitable[None]] | None = None
+        if isinstance(processor, passthrough.ResponsesStream):
+            responses = processor
+
+            async def before_output() -> None:
+                # The id arrives in the first event: recorded before the client can use it.
+                await self._stored.remember(responses.response_id, request.body, target, user_id)
+
         stack = AsyncExitStack()
         # Entered before the response starts, so a refusal keeps its real status code.
         chunks = await stack.enter_async_context(
@@ -172,7 +190,7 @@ class Pipeline:
             )
         )
         return StreamResult(
-            self._relay(request, target, admitted, processor, chunks, stack),
+            self._relay(request, target, admitted, processor, chunks, stack, before_output),
             headers=admitted.limit_headers,
         )
 
@@ -184,6 +202,7 @@ class Pipeline:
         processor: StreamProcessor,
         chunks: AsyncIterator[bytes],
         stack: AsyncExitStack,
+        before_output: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncGenerator[bytes, None]:
         splitter = SSESplitter()
         settled = False
@@ -197,6 +216,9 @@ class Pipeline:
                             out.extend(produced)
                             delivered += 1
                     if out:
+                        if before_output is not None:
+                            await before_output()
+                            before_output = None
                         yield b"".join(out)
                 tail = [b for event in splitter.flush() for b in processor.feed(event)]
                 if not processor.complete:

@@ -25,7 +25,9 @@ from otari_gateway.pipeline.model_discovery import ModelDiscovery
 from otari_gateway.pipeline.routing import Router
 from otari_gateway.pipeline.run import Pipeline
 from otari_gateway.pipeline.settle import Settler
+from otari_gateway.pipeline.stored_responses import StoredResponses
 from otari_gateway.pipeline.tokenizer import Tokenizers
+from otari_gateway.pipeline.upstream_objects import ObjectAccess
 from otari_gateway.providers.base import ModelLister
 from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
@@ -69,8 +71,14 @@ class Runtime:
         self._bus_scope: anyio.CancelScope | None = None
         self._lease_scope: anyio.CancelScope | None = None
         self._leases_stopped: anyio.Event | None = None
+        self.responses = StoredResponses(
+            self.db, self.router, ObjectAccess(self.router, self.admission)
+        )
         self.pipeline = Pipeline(
-            self.router, self.admission, Settler(self.writer, self.admission, metrics)
+            self.router,
+            self.admission,
+            Settler(self.writer, self.admission, metrics),
+            self.responses,
         )
         self.discovery = ModelDiscovery(
             {

@@ -151,6 +151,13 @@ def check_responses(body: Mapping[str, Any]) -> tuple[str, bool]:
         raise InvalidRequest(
             "'input' is required", param="input", code="missing_required_parameter"
         )
+    if body.get("background") is True:
+        # Its usage is known only when it finishes, after the answer that would bill it.
+        raise InvalidRequest(
+            "background responses are not supported: the gateway bills a response when it answers",
+            param="background",
+            code="unsupported_parameter",
+        )
     return model, _stream(body)
 
 

@@ -7,7 +7,7 @@ translation or billing: the pipeline decides what body to send.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -99,7 +99,7 @@ class RestUpstream(Protocol):
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     ) -> UpstreamReply:
         """``method path``; a non-2xx answer raises the mapped ``GatewayError``."""
         ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -157,14 +157,15 @@ class HttpUpstream:
         *,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     ) -> UpstreamReply:
         """Any method on ``path`` under the base URL; the answer whatever its Content-Type."""
         options: dict[str, Any] = {"headers": self._with(headers)}
         if body is not None:
             options["body"] = body
         if params:
-            options["query"] = list(params.items())
+            # Pairs, so a repeated name (``include[]``) keeps every value.
+            options["query"] = list(params.items() if isinstance(params, Mapping) else params)
         return await self._call(_METHODS[method.upper()], self._base_url + path, **options)
 
     async def _call(self, method: wreq.Method, url: str, **options: Any) -> UpstreamReply:

@@ -223,3 +223,20 @@ class StoredBatch(Base):
     object: Mapped[dict[str, Any]] = mapped_column(JSON)
     settled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StoredResponse(Base):
+    """A response a native Responses upstream stores (``store`` not false): where, whose.
+
+    Only the owner may retrieve, delete or continue it (``previous_response_id``); the
+    upstream alone keeps its content.
+    """
+
+    __tablename__ = "responses"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.user_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,8 +1,8 @@
-"""Ownership of upstream files and batches, and the once-only settlement of a batch.
+"""Ownership of upstream files, batches and stored responses; a batch's once-only settlement.
 
-Files and batches live at the upstream; these rows say which user each belongs to, on
-which provider instance, and keep the upstream's object as last seen so listings need no
-upstream call. Pages are newest first by default, keyed by ``(created_at, id)``.
+They live at the upstream; these rows say which user each belongs to, on which provider
+instance, and (files and batches) keep the upstream's object as last seen so listings need
+no upstream call. Pages are newest first by default, keyed by ``(created_at, id)``.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from otari_gateway.store.database import Database
-from otari_gateway.store.models import StoredBatch, StoredFile
+from otari_gateway.store.models import StoredBatch, StoredFile, StoredResponse
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.upserts import insert_for
 from otari_gateway.store.usage_writer import UsageRecord, insert_and_charge
 
 _batches = cast(Table, StoredBatch.__table__)
+_responses = cast(Table, StoredResponse.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,29 @@ async def list_files(
             newest_first=newest_first,
             purpose=purpose,
         )
+
+
+async def add_response(db: Database, *, response_id: str, instance: str, user_id: str) -> None:
+    """Record a stored response (a stream's id may be seen again at its end: kept once)."""
+    async with db.session() as session:
+        statement = (
+            insert_for(session, _responses)
+            .values(id=response_id, instance=instance, user_id=user_id, created_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        await session.execute(statement)
+
+
+async def response_instance(db: Database, response_id: str, user_id: str) -> str | None:
+    """The instance holding the response when it belongs to ``user_id``, else None."""
+    async with db.session() as session:
+        row = await session.get(StoredResponse, response_id)
+        return row.instance if row is not None and row.user_id == user_id else None
+
+
+async def delete_response(db: Database, response_id: str) -> None:
+    async with db.session() as session:
+        await session.execute(delete(StoredResponse).where(StoredResponse.id == response_id))
 
 
 async def add_batch(

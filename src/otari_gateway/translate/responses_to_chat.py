@@ -3,9 +3,10 @@
 Two pieces: the request body going up (``responses_request_to_chat``) and the
 non-streaming answer coming back (``chat_response_to_responses``); the stream converter
 is in ``responses_stream.py``. Providers without a Responses API of their own (and
-Anthropic, via the Chat→Messages translator) are reached this way. The gateway stores no
-responses, so anything that needs server-side state (``previous_response_id``,
-``conversation``, ``item_reference``, ``background``) is refused by name.
+Anthropic, via the Chat→Messages translator) are reached this way. A bridged response is
+stored nowhere, so anything that needs server-side state (``previous_response_id``,
+``conversation``, ``item_reference``) is refused by name (``background`` is refused for
+every provider by ``pipeline/validate.py``).
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ def unsupported_stateful_field(body: Mapping[str, Any]) -> str | None:
     for name in STATEFUL_FIELDS:
         if body.get(name) is not None:
             return name
-    if body.get("background") is True:
-        return "background"
     return None
 
 
