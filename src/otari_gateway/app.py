@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import FastAPI
@@ -42,13 +42,15 @@ from otari_gateway.pipeline.runtime import Runtime
 from otari_gateway.pipeline.upstream_objects import ObjectAccess
 from otari_gateway.process import settle_heap, tune_malloc
 from otari_gateway.telemetry.logging import configure_logging
-from otari_gateway.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from otari_gateway.telemetry.metrics import Metrics
 
 
 def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> FastAPI:
     tune_malloc()
     configure_logging(config.log_level)
-    metrics = Metrics() if config.enable_metrics else None
+    metrics = _metrics() if config.enable_metrics else None
     runtime = Runtime(config, os.environ if environ is None else environ, metrics)
     services = Services(
         config=config,
@@ -114,6 +116,13 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
         )
     _declare_generation_schema(app)
     return app
+
+
+def _metrics() -> Metrics:
+    # Imported only when enabled: prometheus_client costs about 1 MB per worker.
+    from otari_gateway.telemetry.metrics import Metrics
+
+    return Metrics()
 
 
 def _declare_generation_schema(app: FastAPI) -> None:

@@ -65,6 +65,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         server_header=False,
+        ws="none",  # no WebSocket routes: the protocol is never loaded
         timeout_graceful_shutdown=30,
     )
 

@@ -10,10 +10,13 @@ left out of the OpenAPI document, which describes the client and management API.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from otari_gateway.telemetry.metrics import Metrics
+if TYPE_CHECKING:
+    from otari_gateway.telemetry.metrics import Metrics
 
 
 def metrics_router(metrics: Metrics) -> APIRouter:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -54,7 +55,9 @@ from otari_gateway.store.database import Database
 from otari_gateway.store.leases import Kind, LeaseGone, LeaseRef
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord
-from otari_gateway.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from otari_gateway.telemetry.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 

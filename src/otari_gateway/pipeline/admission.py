@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from otari_gateway.billing.cost import Price, estimate_cost
 from otari_gateway.billing.ledger import Hold, Ledger
@@ -39,7 +40,9 @@ from otari_gateway.store import access
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.types import utcnow
-from otari_gateway.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from otari_gateway.telemetry.metrics import Metrics
 
 MISSING_CREDENTIAL = "Missing Otari-Key, Authorization, or x-api-key header"
 CACHE_SECONDS = 1.0

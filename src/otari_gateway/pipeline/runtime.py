@@ -32,10 +32,10 @@ from otari_gateway.providers.base import ModelLister
 from otari_gateway.providers.registry import build_providers, provider_type_of
 from otari_gateway.store.database import Database
 from otari_gateway.store.usage_writer import UsageWriter
-from otari_gateway.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from otari_gateway.pipeline.cache_bus import CacheBus
+    from otari_gateway.telemetry.metrics import Metrics
 
 
 class Runtime:

