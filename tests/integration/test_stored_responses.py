@@ -126,10 +126,13 @@ def test_query_parameters_reach_the_upstream(stack: Stack) -> None:
     assert streamed.value.body["param"] == "stream"  # type: ignore[index]
 
 
-def test_background_responses_are_refused(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("field", "value"), [("background", True), ("conversation", "conv_someone_elses")]
+)
+def test_background_and_conversations_are_refused(stack: Stack, field: str, value: object) -> None:
     client = _new_user_client(stack)
     stack.openai_fake.clear()
     with pytest.raises(openai.BadRequestError) as refused:
-        client.responses.create(model=MODEL, input="later", background=True)
-    assert refused.value.body["param"] == "background"  # type: ignore[index]
+        client.responses.create(model=MODEL, input="later", extra_body={field: value})
+    assert refused.value.body["param"] == field  # type: ignore[index]
     assert stack.openai_fake.requests == []

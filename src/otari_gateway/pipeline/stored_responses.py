@@ -5,7 +5,9 @@ response by id. So the gateway records the owner and instance of each response i
 (``store`` not false; a stream's at ``response.created``), and then:
 
 - a request naming ``previous_response_id`` must name one of the caller's own responses,
-  made through the same provider instance (otherwise OpenAI's answer for an unknown id);
+  made through the same provider instance (otherwise OpenAI's answer for an unknown id),
+  and ``conversation`` (an upstream object no user of the gateway can have made) is
+  refused;
 - ``GET`` and ``DELETE /v1/responses/{id}`` and ``GET …/input_items`` are relayed to the
   instance that holds the response, after the same ownership check. (No ``cancel``: only
   background responses can be cancelled, and the gateway refuses those, since their
@@ -43,7 +45,16 @@ class StoredResponses:
         self._access = access
 
     async def check_previous(self, body: Mapping[str, Any], target: Target, user_id: str) -> None:
-        """Refuse a ``previous_response_id`` that is not the user's, or lives elsewhere."""
+        """Refuse a ``previous_response_id`` that is not the user's, or lives elsewhere, and
+        any ``conversation``: the gateway relays no Conversations API, so a conversation
+        id was made outside it, by no user of its own."""
+        if body.get("conversation") is not None:
+            raise InvalidRequest(
+                "'conversation' is not supported through the gateway; chain responses with "
+                "'previous_response_id'",
+                param="conversation",
+                code="unsupported_parameter",
+            )
         previous = body.get("previous_response_id")
         if previous is None:
             return
