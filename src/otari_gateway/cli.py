@@ -76,12 +76,15 @@ def _prepare() -> tuple[str, bool]:
     shown once rather than once per worker. (what went wrong, whether it did)"""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from otari_gateway.pipeline.routing import Router
     from otari_gateway.providers.registry import build_providers
 
     config = _load(None if (path := os.environ.get(CONFIG_PATH_ENV)) is None else Path(path))
     configure_logging(config.log_level)
     try:
-        build_providers(config, os.environ)
+        # What a worker would otherwise find only as it starts, and then crash on, over and
+        # over: the providers and the aliases that name them.
+        Router(build_providers(config, os.environ), config.aliases)
     except ConfigError as exc:
         return str(exc), True
     if config.auto_migrate:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 import yaml
@@ -54,6 +55,25 @@ class ProviderConfig(BaseModel):
     discover_models: bool | None = Field(
         default=None, description="list the upstream's own models (unset: the global setting)"
     )
+
+
+def _price() -> Any:
+    return Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class PriceEntry(BaseModel):
+    """One ``pricing:`` entry (USD), checked as ``POST /v1/pricing`` checks a price."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input_price_per_million: Decimal | None = _price()
+    output_price_per_million: Decimal | None = _price()
+    cache_read_price_per_million: Decimal | None = _price()
+    cache_write_price_per_million: Decimal | None = _price()
+    price_per_image: Decimal | None = _price()
+    price_per_request: Decimal | None = _price()
+    price_per_audio_second: Decimal | None = _price()
+    price_per_million_characters: Decimal | None = _price()
 
 
 class GatewayConfig(BaseModel):
@@ -102,6 +122,29 @@ class GatewayConfig(BaseModel):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError("must be one of critical, error, warning, info, debug")
         return level
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("pricing")
+    @classmethod
+    def _priced(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for selector, fields in value.items():
+            instance, colon, model = selector.partition(":")
+            if not colon or not instance.strip() or not model.strip():
+                raise ValueError(f"{selector!r} must be 'instance:model'")
+            try:
+                entry = PriceEntry.model_validate(fields)
+            except ValidationError as exc:
+                raise ValueError(f"{selector}: {_problems(exc)}") from None
+            if all(price is None for price in entry.model_dump().values()):
+                names = ", ".join(PriceEntry.model_fields)
+                raise ValueError(f"{selector}: names no price (one of {names})")
+        return value
 
     @field_validator("providers")
     @classmethod
@@ -173,11 +216,16 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
 
 
 def _describe(exc: ValidationError) -> str:
+    return "invalid configuration: " + _problems(exc)
+
+
+def _problems(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "config"
-        problems.append(f"{where}: {error['msg']}")
-    return "invalid configuration: " + "; ".join(problems)
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    return "; ".join(problems)
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> GatewayConfig:

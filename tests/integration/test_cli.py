@@ -51,11 +51,14 @@ def _worker_pids(gateway: GatewayProcess, *, expected: int) -> int:
         time.sleep(0.1)
 
 
-def _serve(tmp_path: Path, config: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def _serve(
+    tmp_path: Path, config: dict[str, object], *options: str
+) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    command = [sys.executable, "-m", "otari_gateway", "serve", "--config", str(path)]
     return subprocess.run(
-        [sys.executable, "-m", "otari_gateway", "serve", "--config", str(path), "--port", "1"],
+        [*command, "--port", "1", *options],
         capture_output=True,
         text=True,
         timeout=60,
@@ -74,4 +77,16 @@ def test_invalid_value_stops_startup_naming_field(tmp_path: Path) -> None:
     result = _serve(tmp_path, {"providers": {"openai": {"timeout": "soon"}}})
     assert result.returncode != 0
     assert "providers.openai.timeout" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_alias_stops_startup_once_before_any_worker(tmp_path: Path) -> None:
+    config = {
+        "database_url": f"sqlite:///{tmp_path / 'otari.db'}",
+        "providers": {"openai": {"api_key": "sk-x"}},
+        "aliases": {"fast": "nope:gpt"},
+    }
+    result = _serve(tmp_path, config, "--workers", "2")
+    assert result.returncode != 0
+    assert "aliases.fast" in result.stderr
     assert "Traceback" not in result.stderr

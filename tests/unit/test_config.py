@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from otari_gateway.config import DEFAULT_MAX_BODY_BYTES, ConfigError, build_config, load_config
+from otari_gateway.billing.pricing import PRICE_FIELDS
+from otari_gateway.config import (
+    DEFAULT_MAX_BODY_BYTES,
+    ConfigError,
+    PriceEntry,
+    build_config,
+    load_config,
+)
 from otari_gateway.providers.base import Operation
 from otari_gateway.providers.registry import build_providers
 
@@ -66,6 +73,39 @@ def test_unknown_keys_warn_but_do_not_fail() -> None:
 def test_invalid_values_name_the_field(raw: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         build_config(raw, environ={})
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"input_price_per_million": -5}, "greater than or equal to 0"),
+        ({"input_price_per_milion": 3}, "input_price_per_milion"),
+        ({"output_price_per_million": "abc"}, "valid decimal"),
+        ({"output_price_per_million": "NaN"}, "output_price_per_million"),
+        ({}, "names no price"),
+    ],
+)
+def test_config_prices_are_checked_as_the_api_checks_them(
+    entry: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"pricing: up:m: .*{problem}"):
+        build_config({"pricing": {"up:m": entry}}, environ={})
+
+
+def test_config_price_selectors_and_redis_urls_are_checked() -> None:
+    with pytest.raises(ConfigError, match="'gpt-4o' must be 'instance:model'"):
+        build_config({"pricing": {"gpt-4o": {"input_price_per_million": 1}}}, environ={})
+    with pytest.raises(ConfigError, match="redis_url: must be a redis://"):
+        build_config({"redis_url": "http://127.0.0.1:6379"}, environ={})
+    priced = build_config(
+        {"pricing": {"up:m": {"input_price_per_million": "0.15"}}, "redis_url": "redis://h/1"},
+        environ={},
+    )
+    assert priced.pricing == {"up:m": {"input_price_per_million": "0.15"}}
+
+
+def test_price_fields_are_the_ones_billing_reads() -> None:
+    assert set(PriceEntry.model_fields) == set(PRICE_FIELDS)
 
 
 def test_a_mistyped_key_is_rejected_for_a_relayed_provider() -> None:
