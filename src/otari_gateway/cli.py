@@ -66,7 +66,7 @@ def serve(
         http="httptools",
         server_header=False,
         ws="none",  # no WebSocket routes: the protocol is never loaded
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=config.shutdown_grace_seconds,
     )
 
 

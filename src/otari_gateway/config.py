@@ -101,6 +101,11 @@ class GatewayConfig(BaseModel):
     reject_user_mismatch: bool = True
     budget_estimate_default_output_tokens: int = Field(default=1024, ge=1)
     exact_token_counts: bool = True
+    shutdown_grace_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="how long a stopping worker waits for requests in flight before cancelling",
+    )
     budget_lease_ttl_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
     batch_price_multiplier: Decimal = Field(
         default=Decimal("0.5"),

@@ -295,3 +295,53 @@ def test_sigterm_under_load_loses_no_usage_row(database_url: str, tmp_path: Path
     assert len({row.id for row in stored.rows}) == stored.count, "duplicate usage ids"
     for target, load in zip(targets, loads, strict=True):
         _check(target, load, stored)
+
+
+def test_a_request_outliving_the_grace_period_is_still_recorded(tmp_path: Path) -> None:
+    """Past ``shutdown_grace_seconds`` a JSON request is cancelled: its row is written."""
+    with FakeOpenAI() as fake:
+        config = {
+            "master_key": MASTER,
+            "database_url": f"sqlite:///{tmp_path / 'otari.db'}",
+            "shutdown_grace_seconds": 1,
+            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
+            "pricing": {"openai:gpt-4o-mini": PRICE},
+        }
+        gateway = GatewayProcess(config, tmp_path, env=FAST_IMPORTS)
+        gateway.start()
+        fake.delay_next(30)
+        client = openai.OpenAI(
+            base_url=gateway.base_url + "/v1", api_key=MASTER, max_retries=0, timeout=30
+        )
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.chat.completions.create(
+                    model="openai:gpt-4o-mini",
+                    messages=[{"role": "user", "content": TEXT}],
+                    user="slow-user",
+                )
+            except BaseException as exc:
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        while not fake.requests:
+            threading.Event().wait(0.05)
+        gateway.stop()
+        caller.join(timeout=30)
+        assert outcome, "the request should not have been answered"
+
+    rows = anyio.run(_rows_of, f"sqlite:///{tmp_path / 'otari.db'}")
+    assert [(row.user_id, row.status_code) for row in rows] == [("slow-user", 499)]
+    assert "shutdown" in (rows[0].error_message or "")
+
+
+async def _rows_of(url: str) -> list[UsageLog]:
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            return list(await session.scalars(select(UsageLog)))
+    finally:
+        await db.aclose()

@@ -48,6 +48,7 @@ _BRIDGES: Mapping[tuple[Surface, Wire], Exchange] = {
 }
 
 JSON_MEDIA_TYPE = "application/json"
+_CANCELLED = "cancelled before the upstream answered (gateway shutdown)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,14 @@ class Pipeline:
             await self._settle(
                 Outcome(request, target, admitted, None, 500, "internal error", user_id)
             )
+            raise
+        except asyncio.CancelledError:
+            # Cancelled from outside: a shutdown whose grace period ran out. The hold is
+            # released and the request recorded all the same.
+            with anyio.CancelScope(shield=True):
+                await self._settle(
+                    Outcome(request, target, admitted, None, CLIENT_CLOSED, _CANCELLED, user_id)
+                )
             raise
         await self._settle(Outcome(request, target, admitted, usage, 200))
         media_type = (
