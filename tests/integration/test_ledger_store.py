@@ -11,6 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 from sqlalchemy import func, select, update
+from structlog.testing import capture_logs
 
 from otari_gateway.billing.ledger import LEASE_REQUESTS, Hold, Ledger
 from otari_gateway.billing.periods import advance
@@ -28,6 +29,7 @@ from otari_gateway.store.models import (
 )
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter, write_batch
 from otari_gateway.usage import Usage
+from tests.integration.gateway_process import free_port
 
 D = Decimal
 
@@ -235,6 +237,26 @@ async def test_a_row_the_database_refuses_costs_only_that_row(database_url: str)
         assert rows["r1"].model == "m\ufffd" + "x" * 253
         assert rows["r1"].endpoint == "e" * 64
         assert (await _user(db)).spend == D("0.000004")
+    finally:
+        await db.aclose()
+
+
+async def test_the_writer_outlives_a_database_it_cannot_reach() -> None:
+    # asyncpg's refused connection is a bare OSError, which used to end the writer's task
+    # and with it the worker's task group.
+    db = Database(f"postgresql://postgres@127.0.0.1:{free_port()}/otari")
+    written: list[int] = []
+    writer = UsageWriter(
+        db, flush_interval=0.01, retry_delays=(0.01,), on_written=lambda b: written.append(len(b))
+    )
+    try:
+        await writer.submit(_record(0, "0.01"))
+        with capture_logs() as logs:
+            async with anyio.create_task_group() as group:
+                group.start_soon(writer.run)
+                await writer.aclose()
+        assert written == [1]
+        assert [entry["event"] for entry in logs] == ["usage.write_retry", "usage.write_failed"]
     finally:
         await db.aclose()
 

@@ -158,6 +158,27 @@ def test_generation_with_the_database_gone_is_a_503_in_each_surfaces_envelope(
             gateway.stop()
 
 
+def test_a_database_never_reached_is_an_outage_not_a_crash(tmp_path: Path) -> None:
+    # asyncpg's refused connection is a bare OSError: the catch-all answered it with a 503
+    # but handed it on to the server, which logged a plain-text traceback per request.
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/otari"
+    config = {"master_key": MASTER_KEY, "database_url": url, "auto_migrate": False}
+    gateway = GatewayProcess(config, tmp_path)
+    gateway.start()
+    try:
+        with (
+            openai.OpenAI(
+                api_key=MASTER_KEY, base_url=gateway.base_url + "/v1", max_retries=0
+            ) as admin,
+            pytest.raises(openai.APIStatusError) as listing,
+        ):
+            admin.models.list()
+        assert listing.value.status_code == 503
+    finally:
+        gateway.stop()
+    assert "Traceback" not in gateway.logs()
+
+
 async def _drop(name: str) -> None:
     connection = await asyncpg.connect(POSTGRES_ADMIN + "/postgres")
     try:

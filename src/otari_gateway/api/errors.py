@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from otari_gateway.api.inputs import not_json
-from otari_gateway.control.outage import unavailable
+from otari_gateway.control.outage import DATABASE_ERRORS, unavailable
 from otari_gateway.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -147,5 +147,9 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Callable[[Request, Exception], o
     GatewayError: _gateway_error,
     HTTPException: _http_error,
     RequestValidationError: _validation_error,
+    # Named by class so that they are answered where they are raised; the catch-all below
+    # answers too, but then hands the exception on to the server, which logs a plain-text
+    # traceback for what is only the database being away.
+    **dict.fromkeys(DATABASE_ERRORS, _unexpected),
     Exception: _unexpected,
 }

@@ -20,6 +20,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+__all__ = ["DATABASE_ERRORS", "UNAVAILABLE", "available", "unavailable"]
+
 UNAVAILABLE = "the gateway's database is unavailable"
 
 

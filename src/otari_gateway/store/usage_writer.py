@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, Table, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from otari_gateway.store.availability import DATABASE_ERRORS
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import ApiKey, BudgetLease, UsageLog, User
 from otari_gateway.usage import Usage
@@ -166,11 +167,13 @@ class UsageWriter:
         batch_size: int = 1000,
         capacity: int = 20_000,
         on_written: Callable[[Sequence[UsageRecord]], None] | None = None,
+        retry_delays: Sequence[float] = _RETRY_DELAYS,
     ) -> None:
         self._db = db
         self._on_written = on_written
         self._interval = flush_interval
         self._batch_size = batch_size
+        self._retry_delays = tuple(retry_delays)
         self._send, self._receive = anyio.create_memory_object_stream[UsageRecord](capacity)
         self._done = anyio.Event()
 
@@ -239,12 +242,14 @@ class UsageWriter:
                 self._on_written(batch)
 
     async def _persist(self, batch: list[UsageRecord]) -> None:
-        for delay in (*_RETRY_DELAYS, None):
+        for delay in (*self._retry_delays, None):
             try:
                 await write_batch(self._db, batch)
                 return
-            except SQLAlchemyError as exc:
-                if _row_error(exc):
+            except DATABASE_ERRORS as exc:
+                # A refused connection is a bare OSError (asyncpg connects outside
+                # SQLAlchemy): retried like any outage, never let out to stop the writer.
+                if isinstance(exc, SQLAlchemyError) and _row_error(exc):
                     await self._persist_apart(batch, exc)
                     return
                 if delay is None:
