@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -29,6 +30,7 @@ from otari_gateway.store.models import (
 )
 from otari_gateway.store.usage_writer import UsageRecord, UsageWriter, write_batch
 from otari_gateway.usage import Usage
+from tests.databases import fresh_database
 from tests.integration.gateway_process import free_port
 
 D = Decimal
@@ -222,7 +224,12 @@ async def test_a_row_the_database_refuses_costs_only_that_row(database_url: str)
     try:
         await _seed(db, max_budget=None)
         await write_batch(db, [_record(0, "0.000001")])
-        odd = replace(_record(1, "0.000001"), model="m\x00" + "x" * 300, endpoint="e" * 80)
+        odd = replace(
+            _record(1, "0.000001"),
+            model="m\x00" + "x" * 300,
+            endpoint="e" * 80,
+            usage=Usage(prompt_tokens=3, completion_tokens=3_000_000_000),
+        )
         # r0 again: a duplicate id, which no database takes.
         batch = [_record(2, "0.000001"), odd, _record(0, "0.5"), _record(3, "0.000001")]
         writer = UsageWriter(db, flush_interval=0.01)
@@ -236,6 +243,7 @@ async def test_a_row_the_database_refuses_costs_only_that_row(database_url: str)
         assert sorted(rows) == ["r0", "r1", "r2", "r3"]
         assert rows["r1"].model == "m\ufffd" + "x" * 253
         assert rows["r1"].endpoint == "e" * 64
+        assert rows["r1"].completion_tokens == 2**31 - 1
         assert (await _user(db)).spend == D("0.000004")
     finally:
         await db.aclose()
@@ -524,5 +532,80 @@ async def test_a_lease_retired_while_it_grows_is_not_closed_under_the_hold(
         book.settled(hold, D(0))
         await book.return_leases()
         assert ((await _user(db)).reserved, await _lease_rows(db)) == (0, [])
+    finally:
+        await db.aclose()
+
+
+async def test_a_failed_key_hold_gives_the_user_hold_back(database_url: str) -> None:
+    # The key's lease could not be written (here: the key row is gone, a foreign-key
+    # error; in the audit, a deadlock): the user's hold, taken first, used to stay held.
+    db = Database(database_url)
+    try:
+        await _seed(db, max_budget="100")
+        book = Ledger(db)
+        missing = KeyRecord(
+            id="k-gone",
+            user_id="u1",
+            is_active=True,
+            expires_at=None,
+            allowed_models=None,
+            max_budget=D(100),
+            budget_duration_sec=None,
+            next_budget_reset_at=None,
+            rpm_limit=None,
+            tpm_limit=None,
+        )
+        with pytest.raises(Exception, match=r"(?i)foreign key"):
+            await book.reserve(_user_record("100"), missing, D(1))
+        await book.return_leases()  # reports what the open lease holds in flight
+        assert [row.held for row in await _lease_rows(db)] == [0]
+    finally:
+        await db.aclose()
+
+
+def test_charges_and_lease_moves_keep_one_lock_order(tmp_path: Path) -> None:
+    """Writer batches charging two leases of one user, against takes and give-backs on
+    those leases and lease reports, all at once on PostgreSQL: none may deadlock (each call
+    here has no retry of its own, so a deadlock fails the test)."""
+    with fresh_database("postgresql", tmp_path) as url:
+        anyio.run(_one_lock_order, url)
+
+
+async def _one_lock_order(url: str) -> None:
+    db = Database(url)
+    try:
+        await _seed(db, max_budget="1000000", key_budget="1000000")
+        refs = [_ref("user", "u1", "L1"), _ref("user", "u1", "L2"), _ref("key", "k1", "L3")]
+        for ref in refs:
+            assert await leases.take(db, ref, D(100), expires_at=LATER, new=True)
+        counter = iter(range(1_000_000))
+
+        def batch() -> list[UsageRecord]:
+            records = [_record(next(counter), "0.01", lease) for lease in ("L2", "L1")]
+            return [replace(records[0], key_lease="L3"), records[1]]
+
+        async def writes() -> None:
+            for _ in range(60):
+                await write_batch(db, batch())
+
+        async def moves(ref: leases.LeaseRef) -> None:
+            for _ in range(60):
+                await leases.take(db, ref, D(1), expires_at=LATER, new=False)
+                await leases.give_back(db, ref, D(1))
+
+        async def reports() -> None:
+            for _ in range(60):
+                await leases.report_held(db, {"L3": D(1), "L2": D(1), "L1": D(1)})
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(writes)
+            group.start_soon(writes)
+            group.start_soon(reports)
+            for ref in refs:
+                group.start_soon(moves, ref)
+        user, key = await _user(db), await _key(db)
+        assert user.spend == D("0.01") * 240
+        assert user.reserved == D(200) - D("0.01") * 240
+        assert key.reserved == D(100) - D("0.01") * 120
     finally:
         await db.aclose()

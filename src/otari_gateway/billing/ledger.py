@@ -175,11 +175,14 @@ class Ledger:
             if user_lease is None:
                 refused = "user"
         if refused is None and key_id is not None and key_amount > ZERO:
-            key_lease = await self._take(("key", key_id), key_amount)
+            try:
+                key_lease = await self._take(("key", key_id), key_amount)
+            finally:
+                # Refused, or failed (the database): the user's hold goes back either way.
+                if key_lease is None and user_lease is not None:
+                    self._give(user_lease, user_amount, ZERO)
             if key_lease is None:
                 refused = "key"
-                if user_lease is not None:
-                    self._give(user_lease, user_amount, ZERO)
         if refused is not None and self._metrics is not None:
             self._metrics.budget_refused(refused)
         if refused == "user":

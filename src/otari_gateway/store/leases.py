@@ -38,6 +38,7 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from otari_gateway.store.database import Database
@@ -70,7 +71,27 @@ async def take(
 
     ``new`` creates the row; otherwise a missing row raises ``LeaseGone`` and nothing is taken.
     The lease row is written before the owner's, the lock order of every statement here.
+    A transaction PostgreSQL chose as a deadlock's victim is tried again: admission waits
+    on it, and the lock order should make that rare.
     """
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return await _take(db, lease, size, expires_at=expires_at, new=new)
+        except DBAPIError as exc:
+            state = str(getattr(exc.orig, "sqlstate", None) or "")
+            if attempt == _ATTEMPTS or state not in _RETRIED_STATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+# Deadlock detected, serialization failure.
+_RETRIED_STATES = frozenset({"40P01", "40001"})
+_ATTEMPTS = 3
+
+
+async def _take(
+    db: Database, lease: LeaseRef, size: Decimal, *, expires_at: datetime, new: bool
+) -> bool:
     try:
         async with db.transaction() as connection:
             if new:
@@ -163,14 +184,17 @@ async def report_held(db: Database, held: Mapping[str, Decimal]) -> None:
     async with db.transaction() as connection:
         await connection.execute(
             statement,
-            [{"lease_id": lease_id, "lease_held": amount} for lease_id, amount in held.items()],
+            [
+                {"lease_id": lease_id, "lease_held": held[lease_id]}
+                for lease_id in sorted(held)  # the lock order: leases in id order
+            ],
         )
 
 
 async def close(db: Database, lease_id: str) -> None:
     """Delete the lease and give back everything it still had."""
     async with db.transaction() as connection:
-        await _close(connection, _leases.c.id == lease_id)
+        await _close(connection, [_leases.c.id == lease_id])
 
 
 async def reap_expired(db: Database, now: datetime) -> int:
@@ -179,24 +203,31 @@ async def reap_expired(db: Database, now: datetime) -> int:
         expired = await connection.execute(
             select(_leases.c.id).where(_leases.c.expires_at < now).limit(REAP_BATCH)
         )
-        ids = list(expired.scalars())
-        for lease_id in ids:
-            # Re-checked in the DELETE: a lease renewed meanwhile is not reaped.
-            await _close(connection, (_leases.c.id == lease_id) & (_leases.c.expires_at < now))
+        ids = sorted(expired.scalars())
+        # Re-checked in the DELETE: a lease renewed meanwhile is not reaped.
+        stale = _leases.c.expires_at < now
+        await _close(connection, [(_leases.c.id == lease_id) & stale for lease_id in ids])
     return len(ids)
 
 
-async def _close(connection: AsyncConnection, match: ColumnElement[bool]) -> None:
-    deleted = await connection.execute(
-        delete(_leases)
-        .where(match)
-        .returning(_leases.c.user_id, _leases.c.api_key_id, _leases.c.amount)
-    )
-    for user_id, key_id, amount in deleted.all():
-        if user_id is not None:
-            await _unreserve(connection, "user", user_id, amount)
-        if key_id is not None:
-            await _unreserve(connection, "key", key_id, amount)
+async def _close(connection: AsyncConnection, matches: Iterable[ColumnElement[bool]]) -> None:
+    """Delete the matching leases, one statement each in the order given, and then give
+    back what they had: every lease row before any owner's (the lock order)."""
+    owed: dict[tuple[Kind, str], Decimal] = {}
+    for match in matches:
+        deleted = await connection.execute(
+            delete(_leases)
+            .where(match)
+            .returning(_leases.c.user_id, _leases.c.api_key_id, _leases.c.amount)
+        )
+        for user_id, key_id, amount in deleted.all():
+            whose: tuple[Kind, str] = ("user", user_id) if user_id is not None else ("key", key_id)
+            owed[whose] = owed.get(whose, Decimal(0)) + amount
+    kinds: tuple[Kind, ...] = ("user", "key")
+    for kind in kinds:
+        for (owner_kind, owner), amount in sorted(owed.items()):
+            if owner_kind == kind:
+                await _unreserve(connection, kind, owner, amount)
 
 
 async def _unreserve(connection: AsyncConnection, kind: Kind, owner: str, amount: Decimal) -> None:

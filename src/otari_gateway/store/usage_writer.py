@@ -13,7 +13,7 @@ queue is bounded: when the database falls behind, ``submit`` waits instead of gr
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import anyio
 import structlog
-from sqlalchemy import ColumnElement, Table, insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -67,12 +67,12 @@ class UsageRecord:
             "model": _fit(self.model, _NAME_CHARS),
             "provider": None if self.provider is None else _fit(self.provider, _NAME_CHARS),
             "endpoint": _fit(self.endpoint, _ENDPOINT_CHARS),
-            "prompt_tokens": self.usage.prompt_tokens,
-            "completion_tokens": self.usage.completion_tokens,
-            "total_tokens": self.usage.total_tokens,
-            "cache_read_tokens": self.usage.cache_read_tokens,
-            "cache_write_tokens": self.usage.cache_write_tokens,
-            "reasoning_tokens": self.usage.reasoning_tokens,
+            "prompt_tokens": _count(self.usage.prompt_tokens),
+            "completion_tokens": _count(self.usage.completion_tokens),
+            "total_tokens": _count(self.usage.total_tokens),
+            "cache_read_tokens": _count(self.usage.cache_read_tokens),
+            "cache_write_tokens": _count(self.usage.cache_write_tokens),
+            "reasoning_tokens": _count(self.usage.reasoning_tokens),
             "cost": self.cost,
             "status": self.status,
             "error_message": None if self.error_message is None else _fit(self.error_message),
@@ -84,6 +84,15 @@ class UsageRecord:
 # The column widths of usage_logs (models.py).
 _NAME_CHARS = 255
 _ENDPOINT_CHARS = 64
+
+
+# The token columns are 32-bit integers: a count beyond is an upstream's bug (or malice),
+# and a value the column refuses would cost the row and its charge (billed on the count).
+_MAX_COUNT = 2**31 - 1
+
+
+def _count(tokens: int) -> int:
+    return min(max(tokens, 0), _MAX_COUNT)
 
 
 def _fit(text: str, limit: int | None = None) -> str:
@@ -113,6 +122,8 @@ class _Charge:
 
     cost: Decimal = ZERO
     last_used: datetime | None = None
+    # The part of ``cost`` that also leaves the owner's ``reserved`` (its lease was found).
+    unreserved: Decimal = ZERO
 
 
 def _charges(
@@ -128,34 +139,6 @@ def _charges(
             charge.cost += record.cost
             charge.last_used = max(charge.last_used or record.timestamp, record.timestamp)
     return users, keys
-
-
-def _order(item: tuple[tuple[str, str | None], _Charge]) -> tuple[str, str]:
-    (owner, lease_id), _ = item
-    return owner, lease_id or ""
-
-
-async def _charge(
-    connection: AsyncConnection,
-    table: Table,
-    match: ColumnElement[bool],
-    lease_id: str | None,
-    charge: _Charge,
-) -> None:
-    """``spend += cost``; the cost also leaves the lease and ``reserved``, but only if the
-    lease is still there: a lease closed (or reaped) first already gave back all it had."""
-    values: dict[str, Any] = {"spend": table.c.spend + charge.cost}
-    if lease_id is not None and charge.cost:
-        moved = await connection.execute(
-            update(_leases)
-            .where(_leases.c.id == lease_id)
-            .values(amount=_leases.c.amount - charge.cost)
-        )
-        if moved.rowcount == 1:
-            values["reserved"] = table.c.reserved - charge.cost
-    if charge.last_used is not None:
-        values["last_used_at"] = charge.last_used
-    await connection.execute(update(table).where(match).values(values))
 
 
 class UsageWriter:
@@ -293,15 +276,54 @@ async def insert_and_charge(
     connection: AsyncConnection, batch: Sequence[UsageRecord], rows: list[dict[str, Any]]
 ) -> None:
     """Insert ``rows`` (the records' rows) and charge the records' costs, inside the caller's
-    transaction."""
+    transaction.
+
+    Every lease row is updated before any owner's row, leases in id order and then users
+    and keys each in id order: the lock order of every statement in ``store/leases.py``, so
+    this batch and concurrent takes, give-backs and other workers' batches on PostgreSQL
+    cannot wait on each other in a circle.
+    """
     users, keys = _charges(batch)
     await connection.execute(_INSERT_ROWS, rows)
-    # Leases before owners, as everywhere in store/leases.py, and owners in id order, so
-    # concurrent batches on PostgreSQL always take row locks in one order.
-    for (user_id, lease_id), charge in sorted(users.items(), key=_order):
-        await _charge(connection, _users, _users.c.user_id == user_id, lease_id, charge)
-    for (key_id, lease_id), charge in sorted(keys.items(), key=_order):
-        await _charge(connection, _keys, _keys.c.id == key_id, lease_id, charge)
+    # A lease is one owner's, so each lease id has one charge.
+    costs = {
+        lease_id: charge.cost
+        for (_, lease_id), charge in (*users.items(), *keys.items())
+        if lease_id is not None and charge.cost
+    }
+    found: set[str] = set()
+    for lease_id in sorted(costs):
+        moved = await connection.execute(
+            update(_leases)
+            .where(_leases.c.id == lease_id)
+            .values(amount=_leases.c.amount - costs[lease_id])
+        )
+        if moved.rowcount == 1:
+            found.add(lease_id)
+    for table, ident, charges in ((_users, _users.c.user_id, users), (_keys, _keys.c.id, keys)):
+        for owner, charge in sorted(_per_owner(charges, found).items()):
+            values: dict[str, Any] = {"spend": table.c.spend + charge.cost}
+            if charge.unreserved:
+                values["reserved"] = table.c.reserved - charge.unreserved
+            if charge.last_used is not None:
+                values["last_used_at"] = charge.last_used
+            await connection.execute(update(table).where(ident == owner).values(values))
+
+
+def _per_owner(
+    charges: Mapping[tuple[str, str | None], _Charge], found: set[str]
+) -> dict[str, _Charge]:
+    """Each owner's charges summed. A cost leaves ``reserved`` only if its lease was still
+    there: a lease closed (or reaped) first already gave back all it had."""
+    owners: dict[str, _Charge] = defaultdict(_Charge)
+    for (owner, lease_id), charge in charges.items():
+        total = owners[owner]
+        total.cost += charge.cost
+        if lease_id in found:
+            total.unreserved += charge.cost
+        if charge.last_used is not None:
+            total.last_used = max(total.last_used or charge.last_used, charge.last_used)
+    return owners
 
 
 async def _existing_keys(db: Database, ids: set[str]) -> set[str]:
