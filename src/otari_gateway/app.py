@@ -138,4 +138,5 @@ def _declare_generation_schema(app: FastAPI) -> None:
 
 def app_from_env() -> FastAPI:
     """The factory uvicorn workers call; the CLI passes the config path by environment."""
-    return create_app(load_config(os.environ.get(CONFIG_PATH_ENV)))
+    # `otari serve` warned about the config's unknown keys once already.
+    return create_app(load_config(os.environ.get(CONFIG_PATH_ENV), warn=False))

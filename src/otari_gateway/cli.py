@@ -48,6 +48,8 @@ def serve(
     """Run the gateway."""
     if log_level:
         os.environ["OTARI_LOG_LEVEL"] = log_level
+    # JSON from the first line on: loading the config may already warn.
+    configure_logging(log_level or os.environ.get("OTARI_LOG_LEVEL") or "info")
     config = _load(config_path)
     configure_logging(config.log_level)
     if config_path is not None:
@@ -65,6 +67,7 @@ def serve(
         loop="uvloop",
         http="httptools",
         server_header=False,
+        log_config=None,  # uvicorn's loggers go through ours (telemetry/logging.py): JSON
         ws="none",  # no WebSocket routes: the protocol is never loaded
         timeout_graceful_shutdown=config.shutdown_grace_seconds,
     )
@@ -79,7 +82,9 @@ def _prepare() -> tuple[str, bool]:
     from otari_gateway.pipeline.routing import Router
     from otari_gateway.providers.registry import build_providers
 
-    config = _load(None if (path := os.environ.get(CONFIG_PATH_ENV)) is None else Path(path))
+    path = os.environ.get(CONFIG_PATH_ENV)
+    # The config was loaded (and its unknown keys warned about) by `serve` already.
+    config = _load(None if path is None else Path(path), warn=False)
     configure_logging(config.log_level)
     try:
         # What a worker would otherwise find only as it starts, and then crash on, over and
@@ -125,9 +130,9 @@ class _NoListeners:
 NO_LISTENERS = _NoListeners()
 
 
-def _load(config_path: Path | None) -> GatewayConfig:
+def _load(config_path: Path | None, *, warn: bool = True) -> GatewayConfig:
     try:
-        return load_config(config_path)
+        return load_config(config_path, warn=warn)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -202,8 +202,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     return overrides
 
 
-def build_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> GatewayConfig:
-    """Validate a loaded YAML mapping, applying interpolation and env overrides."""
+def build_config(
+    raw: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, warn: bool = True
+) -> GatewayConfig:
+    """Validate a loaded YAML mapping, applying interpolation and env overrides; ``warn``
+    about unknown keys (the processes ``otari serve`` starts load it again, silently)."""
     env = os.environ if environ is None else environ
     data = interpolate(dict(raw), environ=env)
     # YAML `null` for a section means "empty section".
@@ -212,7 +215,7 @@ def build_config(raw: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             data.pop(section, None)
     data.update(_env_overrides(env))
     unknown = sorted(set(data) - set(GatewayConfig.model_fields))
-    if unknown:
+    if unknown and warn:
         log.warning("config.unknown_keys", keys=unknown)
     try:
         return GatewayConfig.model_validate(data)
@@ -233,7 +236,9 @@ def _problems(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+def load_config(
+    path: str | Path | None, environ: Mapping[str, str] | None = None, *, warn: bool = True
+) -> GatewayConfig:
     """Read ``path`` (or only the environment when it is None) into a ``GatewayConfig``."""
     raw: Any = {}
     if path is not None:
@@ -248,4 +253,4 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"config file {file} is not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
-    return build_config(raw, environ)
+    return build_config(raw, environ, warn=warn)

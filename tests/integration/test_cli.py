@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import openai
+import orjson
 import yaml
 
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -90,3 +91,40 @@ def test_a_bad_alias_stops_startup_once_before_any_worker(tmp_path: Path) -> Non
     assert result.returncode != 0
     assert "aliases.fast" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_every_log_line_is_json_and_names_the_request(tmp_path: Path) -> None:
+    with FakeOpenAI() as fake:
+        config = {
+            "master_key": MASTER,
+            "log_level": "debug",
+            "made_up_setting": 1,
+            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
+        }
+        gateway = GatewayProcess(config, tmp_path, workers=2)
+        gateway.start()
+        try:
+            with openai.OpenAI(
+                api_key=MASTER, base_url=gateway.base_url + "/v1", max_retries=0
+            ) as client:
+                try:
+                    client.chat.completions.create(
+                        model="openai:gpt-4o-mini",
+                        messages=[{"role": "user", "content": "a secret prompt"}],
+                        extra_query={"api_key": "QUERY-CANARY"},
+                    )
+                except openai.BadRequestError as exc:
+                    request_id = exc.response.headers["x-otari-request-id"]
+        finally:
+            gateway.stop()
+    lines = [orjson.loads(line) for line in gateway.logs().splitlines() if line.strip()]
+    refused = [line for line in lines if line["event"] == "request.refused"]
+    assert [(line["request_id"], line["path"]) for line in refused] == [
+        (request_id, "/v1/chat/completions")
+    ]
+    assert any(line.get("logger") == "uvicorn.access" for line in lines)
+    text = gateway.logs()
+    for secret in ("QUERY-CANARY", MASTER, fake.api_key, "a secret prompt"):
+        assert secret not in text
+    # Warned once, by the command, not again by each process it starts.
+    assert sum(line["event"] == "config.unknown_keys" for line in lines) == 1

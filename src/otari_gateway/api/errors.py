@@ -55,9 +55,19 @@ def request_id_headers(request_id: str, envelope: Envelope) -> dict[str, str]:
 
 
 def error_response(
-    error: GatewayError, envelope: Envelope, request_id: str | None = None
+    error: GatewayError, envelope: Envelope, request_id: str | None = None, *, path: str = ""
 ) -> Response:
-    log.log(error.log_level, "request.refused", status=error.status, error=error.message)
+    # The request id (when the request has one) is what a client reports; the path says
+    # which surface refused it.
+    context = {"request_id": request_id} if request_id else {}
+    log.log(
+        error.log_level,
+        "request.refused",
+        status=error.status,
+        error=error.message,
+        path=path,
+        **context,
+    )
     body = (
         anthropic_error_body(error) if envelope is Envelope.ANTHROPIC else openai_error_body(error)
     )
@@ -67,6 +77,11 @@ def error_response(
     return Response(
         orjson.dumps(body), status_code=error.status, media_type="application/json", headers=headers
     )
+
+
+def _refused(request: Request, error: GatewayError) -> Response:
+    path = request.url.path
+    return error_response(error, envelope_for_path(path), path=path)
 
 
 def envelope_for_path(path: str) -> Envelope:
@@ -85,7 +100,7 @@ _HTTP_STATUS_ERRORS: dict[int, Callable[[str], GatewayError]] = {
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, envelope_for_path(request.url.path))
+    return _refused(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -93,7 +108,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     make = _HTTP_STATUS_ERRORS.get(exc.status_code)
     if exc.status_code == 405:
         error: GatewayError = InvalidRequest(f"method {request.method} is not allowed here")
-        response = error_response(error, envelope_for_path(request.url.path))
+        response = _refused(request, error)
         response.status_code = 405
         return response
     if exc.status_code == 404:
@@ -102,7 +117,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = make(str(exc.detail))
     else:
         error = InvalidRequest(str(exc.detail))
-    return error_response(error, envelope_for_path(request.url.path))
+    return _refused(request, error)
 
 
 def _problem(item: Mapping[str, Any]) -> tuple[str, str | None]:
@@ -124,13 +139,11 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     param = next((field for _, field in problems if field is not None), None)
     message = "; ".join(text for text, _ in problems) or "invalid request"
     error = InvalidRequest(message, param=param)
-    return error_response(error, envelope_for_path(request.url.path))
+    return _refused(request, error)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    return error_response(
-        unexpected_error(exc, request.url.path), envelope_for_path(request.url.path)
-    )
+    return _refused(request, unexpected_error(exc, request.url.path))
 
 
 def unexpected_error(exc: Exception, path: str, request_id: str | None = None) -> GatewayError:

@@ -48,10 +48,10 @@ def _guarded(envelope: Envelope, handler: Handler) -> Callable[[Request], Awaita
         try:
             return await handler(request, request_id)
         except GatewayError as exc:
-            return error_response(exc, envelope, request_id)
+            return error_response(exc, envelope, request_id, path=request.url.path)
         except Exception as exc:  # noqa: BLE001 -- the surface's edge: logged, answered
             error = unexpected_error(exc, request.url.path, request_id)
-            return error_response(error, envelope, request_id)
+            return error_response(error, envelope, request_id, path=request.url.path)
 
     return endpoint
 
