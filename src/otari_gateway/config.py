@@ -208,6 +208,7 @@ def build_config(
     """Validate a loaded YAML mapping, applying interpolation and env overrides; ``warn``
     about unknown keys (the processes ``otari serve`` starts load it again, silently)."""
     env = os.environ if environ is None else environ
+    _standalone(env)
     data = interpolate(dict(raw), environ=env)
     # YAML `null` for a section means "empty section".
     for section in ("providers", "aliases", "pricing"):
@@ -221,6 +222,22 @@ def build_config(
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+
+
+def _standalone(environ: Mapping[str, str]) -> None:
+    """Platform mode (the gateway run by otari.ai, which ``OTARI_AI_TOKEN`` turns on) is not
+    in this build: asking for it stops start-up rather than run standalone unnoticed."""
+    mode = environ.get("OTARI_MODE", "").strip().lower()
+    token = environ.get("OTARI_AI_TOKEN", "").strip()
+    if mode not in {"", "standalone", "platform"}:
+        raise ConfigError(f"OTARI_MODE must be 'standalone' or 'platform', not {mode!r}")
+    if mode == "platform" and not token:
+        raise ConfigError("OTARI_MODE=platform needs OTARI_AI_TOKEN to be set")
+    if mode == "platform" or (token and mode != "standalone"):
+        raise ConfigError(
+            "platform mode (OTARI_AI_TOKEN) is not available in this build of the gateway; "
+            "unset OTARI_AI_TOKEN, or set OTARI_MODE=standalone, to run standalone"
+        )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -104,6 +104,24 @@ def test_config_price_selectors_and_redis_urls_are_checked() -> None:
     assert priced.pricing == {"up:m": {"input_price_per_million": "0.15"}}
 
 
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"OTARI_MODE": "platform"}, "needs OTARI_AI_TOKEN"),
+        ({"OTARI_AI_TOKEN": "gw_x"}, "not available in this build"),
+        ({"OTARI_MODE": "platform", "OTARI_AI_TOKEN": "gw_x"}, "not available in this build"),
+        ({"OTARI_MODE": "hosted"}, "'standalone' or 'platform'"),
+    ],
+)
+def test_platform_mode_stops_start_up_saying_why(environ: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        build_config({}, environ=environ)
+
+
+def test_standalone_mode_may_be_named_explicitly() -> None:
+    build_config({}, environ={"OTARI_MODE": "standalone", "OTARI_AI_TOKEN": "gw_x"})
+
+
 def test_price_fields_are_the_ones_billing_reads() -> None:
     assert set(PriceEntry.model_fields) == set(PRICE_FIELDS)
 
