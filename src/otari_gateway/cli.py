@@ -50,6 +50,9 @@ def serve(
         os.environ["OTARI_LOG_LEVEL"] = log_level
     # JSON from the first line on: loading the config may already warn.
     configure_logging(log_level or os.environ.get("OTARI_LOG_LEVEL") or "info")
+    if config_path is None and (exported := os.environ.get(CONFIG_PATH_ENV)):
+        # The workers read it from there: this process must load the same file.
+        config_path = Path(exported)
     config = _load(config_path)
     configure_logging(config.log_level)
     if config_path is not None:
@@ -58,8 +61,8 @@ def serve(
     uvicorn.run(
         "otari_gateway.app:app_from_env",
         factory=True,
-        host=host or config.host,
-        port=port or config.port,
+        host=config.host if host is None else host,
+        port=config.port if port is None else port,
         workers=None if reload else workers,
         reload=reload,
         log_level=config.log_level,

@@ -194,7 +194,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
     for key, raw in environ.items():
         if key.startswith(_ENV_PREFIX):
             name = key[len(_ENV_PREFIX) :].lower()
-            if name in scalar_fields:
+            # An empty variable (``OTARI_RATE_LIMIT_RPM=``) leaves the setting alone.
+            if name in scalar_fields and raw.strip():
                 overrides[name] = raw
     if "OTARI_CORS_ALLOW_ORIGINS" in environ:
         origins = environ["OTARI_CORS_ALLOW_ORIGINS"].split(",")

@@ -53,6 +53,11 @@ def test_env_overrides_scalars_with_coercion() -> None:
     assert config.master_key == "k"
 
 
+def test_an_empty_variable_leaves_the_setting_alone() -> None:
+    config = build_config({"rate_limit_rpm": 60}, environ={"OTARI_RATE_LIMIT_RPM": ""})
+    assert config.rate_limit_rpm == 60
+
+
 def test_unknown_keys_warn_but_do_not_fail() -> None:
     with capture_logs() as logs:
         config = build_config({"port": 8001, "made_up": 1}, environ={})

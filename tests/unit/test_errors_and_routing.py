@@ -65,6 +65,10 @@ def test_redaction_removes_configured_and_key_shaped_secrets() -> None:
     assert "abcdefghijkl" not in cleaned
 
 
+def test_a_few_characters_configured_as_a_key_do_not_mangle_text() -> None:
+    assert redact("wreq::Error { kind: Request }", ("k",)) == "wreq::Error { kind: Request }"
+
+
 def _router(aliases: dict[str, str] | None = None) -> Router:
     config = ProviderConfig(api_base="http://127.0.0.1:1/v1")
     providers = {

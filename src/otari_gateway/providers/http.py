@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_MESSAGE_CHARS = 1000
+_MIN_SECRET_CHARS = 8
 _SECRET_PATTERNS = re.compile(
     r"(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|Bearer\s+[A-Za-z0-9._\-]{8,}|AIza[0-9A-Za-z_\-]{20,})"
 )
@@ -60,7 +61,9 @@ def client_message(text: str, secrets: tuple[str, ...]) -> str:
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     """Remove configured credentials and anything shaped like a key from upstream text."""
     for secret in secrets:
-        if secret:
+        # A "secret" of a few characters is no credential, and replacing it everywhere
+        # mangled ordinary words (a key "k" turned "kind" into "[redacted]ind").
+        if len(secret) >= _MIN_SECRET_CHARS:
             text = text.replace(secret, "[redacted]")
     return _SECRET_PATTERNS.sub("[redacted]", text)
 
