@@ -128,3 +128,14 @@ def test_every_log_line_is_json_and_names_the_request(tmp_path: Path) -> None:
         assert secret not in text
     # Warned once, by the command, not again by each process it starts.
     assert sum(line["event"] == "config.unknown_keys" for line in lines) == 1
+
+
+def test_requests_are_not_logged_one_by_one_below_debug(tmp_path: Path) -> None:
+    gateway = GatewayProcess({"master_key": MASTER}, tmp_path)
+    gateway.start()
+    try:
+        for _ in range(3):
+            gateway.call("GET", "/v1/models")
+    finally:
+        gateway.stop()
+    assert "uvicorn.access" not in gateway.logs()

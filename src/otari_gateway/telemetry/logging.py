@@ -71,6 +71,8 @@ def _route_stdlib_logging(level: int) -> None:
         server.setLevel(level)
     access = logging.getLogger("uvicorn.access")
     access.filters = [_without_query]
+    # One line per request only at debug (the server is told the same, cli.py).
+    access.propagate = level <= logging.DEBUG
 
 
 def _json_text(value: Any, **_: Any) -> str:
