@@ -30,7 +30,12 @@ from otari_gateway.config import ProviderConfig
 from otari_gateway.errors import GatewayError, InvalidRequest
 from otari_gateway.providers.anyllm_errors import map_sdk_error, missing_extra, timed_out
 from otari_gateway.providers.anyllm_spec import SdkSpec
-from otari_gateway.providers.anyllm_stream import openai_json, openai_sse, threaded_chunks
+from otari_gateway.providers.anyllm_stream import (
+    on_own_loop,
+    openai_json,
+    openai_sse,
+    threaded_chunks,
+)
 from otari_gateway.providers.base import Operation, UpstreamReply
 
 log = structlog.get_logger(__name__)
@@ -148,7 +153,11 @@ class AnyLLMProvider:
             reply = await self._rerank(client, params)
         else:
             params["stream"] = False
-            reply = openai_json(await self._call(client.acompletion(**params)))
+            if self._spec.blocking:
+                result = await self._call(on_own_loop(lambda: client.acompletion(**params)))
+            else:
+                result = await self._call(client.acompletion(**params))
+            reply = openai_json(result)
         return UpstreamReply(200, orjson.dumps(reply), "application/json")
 
     @asynccontextmanager
@@ -168,7 +177,7 @@ class AnyLLMProvider:
         if self._spec.extras_arg and options:
             # any-llm drops them for this SDK, and the upstream then reports no usage.
             _set_default(params, f"{self._spec.extras_arg}.stream_options", options)
-        if self._spec.boto:
+        if self._spec.boto or self._spec.blocking:
             chunks: AsyncIterator[ChatCompletionChunk] = threaded_chunks(
                 lambda: client.acompletion(**params)
             )

@@ -26,6 +26,10 @@ class SdkSpec:
     boto: bool = False
     """The SDK is boto3: blocking streams run on a worker thread, and the instance's
     timeouts and a no-retry policy go into a botocore ``Config``."""
+    blocking: bool = False
+    """any-llm's async calls for this SDK do blocking I/O (watsonx builds a client per
+    request that signs in and looks the model up over blocking HTTP): every call runs on a
+    worker thread with an event loop of its own."""
     api_base_arg: str | None = None
     """The client keyword that takes ``api_base`` when any-llm's own ``api_base`` is ignored
     (dotted for a key inside a mapping argument: ``http_options.base_url``)."""

@@ -8,7 +8,8 @@ usage chunk again for a client that did not ask for it.
 
 Bedrock's SDK is synchronous and any-llm iterates its stream inside an async generator, so
 each chunk read would block the event loop. ``threaded_chunks`` runs such a stream on a
-worker thread with an event loop of its own and hands chunks over through a bounded queue.
+worker thread with an event loop of its own and hands chunks over through a bounded queue;
+``on_own_loop`` does the same for one call of an SDK whose async calls block (watsonx).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
+import anyio
 import orjson
 from any_llm.types.completion import ChatCompletionChunk
 from pydantic import BaseModel
@@ -70,6 +72,20 @@ async def openai_sse(
     if include_usage and usage is not None:
         yield sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
     yield _DONE
+
+
+async def on_own_loop(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``await make()`` on a worker thread with an event loop of its own, for an SDK whose
+    async calls block. Cancelled, the caller returns at once; the thread finishes the call
+    (its SDK's own timeouts bound it) and the result is dropped."""
+    return await anyio.to_thread.run_sync(
+        lambda: asyncio.run(make()), abandon_on_cancel=True, limiter=_OWN_LOOP_THREADS
+    )
+
+
+# At most this many such calls at once; more wait for a thread (anyio's default pool is
+# shared with the rest of the process).
+_OWN_LOOP_THREADS = anyio.CapacityLimiter(16)
 
 
 async def threaded_chunks(

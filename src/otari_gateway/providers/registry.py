@@ -137,7 +137,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
         ),
         "VOYAGE_API_KEY",
     ),
-    "watsonx": _sdk(SdkSpec("watsonx", "watsonx"), "WATSONX_API_KEY"),
+    "watsonx": _sdk(SdkSpec("watsonx", "watsonx", blocking=True), "WATSONX_API_KEY"),
 }
 
 
