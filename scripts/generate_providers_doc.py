@@ -33,7 +33,8 @@ name the instance after the type).
   (`[all]` installs every one). Without it the gateway still starts, and requests to that
   provider get a 400 naming the extra.
 
-✓ native · ✓ᵗ served by translating to another operation · — not available
+✓ native · ✓ᵗ served by translating to another operation (streaming: the whole answer
+replayed as a stream) · — not available
 """
 
 
@@ -56,7 +57,8 @@ def render() -> str:
     for name, kind in sorted(PROVIDER_TYPES.items()):
         capabilities = kind.capabilities
         chat = _cell(Operation.CHAT, capabilities)
-        cells = [f"`{name}`", kind.reached_by, chat, chat]
+        streaming = chat if capabilities.streams_chat or chat == "—" else "✓ᵗ"
+        cells = [f"`{name}`", kind.reached_by, chat, streaming]
         cells += [_cell(op, capabilities) for op in operations if op is not Operation.CHAT]
         extra = kind.sdk.extra if kind.sdk is not None else None
         cells.append(f"`[{extra}]`" if extra else "—")

@@ -567,7 +567,6 @@ def test_liner_answers_with_its_references_as_citations(upstreams: Upstreams) ->
 
 
 def test_sagemaker_chat_through_an_endpoint(upstreams: Upstreams) -> None:
-    """Not streamed: any-llm's SageMaker streams cannot read what chat containers send."""
     user_id = "anyllm-sagemaker"
     client = _openai(upstreams, user_id)
     reply = client.chat.completions.create(
@@ -576,4 +575,26 @@ def test_sagemaker_chat_through_an_endpoint(upstreams: Upstreams) -> None:
     assert reply.choices[0].message.content == REPLY
     assert reply.usage is not None
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, 3)
+    _assert_row(upstreams, user_id, "sagemaker", Expected("llama-3-1-8b-chat", 2, 3))
+
+
+@pytest.mark.parametrize("with_usage", [True, False])
+def test_a_sagemaker_stream_is_the_answer_replayed(upstreams: Upstreams, with_usage: bool) -> None:
+    """any-llm's SageMaker streams cannot read what chat containers send: the gateway makes
+    the unstreamed call and answers the stream with it, billed the same."""
+    user_id = f"anyllm-sagemaker-stream-{with_usage}"
+    client = _openai(upstreams, user_id)
+    options: dict[str, Any] = {"stream_options": {"include_usage": True}} if with_usage else {}
+    chunks = list(
+        client.chat.completions.create(
+            model="sagemaker:llama-3-1-8b-chat",
+            messages=[{"role": "user", "content": PROMPT}],
+            stream=True,
+            **options,
+        )
+    )
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == REPLY
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
+    counts = [(ch.usage.prompt_tokens, ch.usage.completion_tokens) for ch in chunks if ch.usage]
+    assert counts == ([(2, 3)] if with_usage else [])
     _assert_row(upstreams, user_id, "sagemaker", Expected("llama-3-1-8b-chat", 2, 3))

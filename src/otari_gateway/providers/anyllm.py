@@ -34,6 +34,7 @@ from otari_gateway.providers.anyllm_stream import (
     on_own_loop,
     openai_json,
     openai_sse,
+    replayed_sse,
     threaded_chunks,
 )
 from otari_gateway.providers.base import Operation, UpstreamReply
@@ -171,9 +172,15 @@ class AnyLLMProvider:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         client = self._ready()
         params = self._params(body)
-        params["stream"] = True
         options = params.get("stream_options") or {}
         include_usage = bool(options.get("include_usage"))
+        if not self._spec.streams:
+            params["stream"] = False
+            params.pop("stream_options", None)
+            answer = openai_json(await self._call(client.acompletion(**params)))
+            yield replayed_sse(answer, include_usage=include_usage)
+            return
+        params["stream"] = True
         if self._spec.extras_arg and options:
             # any-llm drops them for this SDK, and the upstream then reports no usage.
             _set_default(params, f"{self._spec.extras_arg}.stream_options", options)

@@ -40,6 +40,10 @@ class SdkSpec:
     retries_arg: str | None = None
     """The client keyword for the SDK's own retry count when any-llm has no ``max_retries``
     for it (azure-core's ``retry_total``)."""
+    streams: bool = True
+    """False: any-llm cannot stream this provider's chat (SageMaker: it neither asks a chat
+    container to stream nor reads what one streams), so a stream is the unstreamed answer
+    replayed as one."""
 
     def capabilities(self) -> Capabilities:
         operations = {Operation.CHAT} if self.chat else set()
@@ -47,4 +51,4 @@ class SdkSpec:
             operations.add(Operation.EMBEDDINGS)
         if self.rerank:
             operations.add(Operation.RERANK)
-        return Capabilities(Wire.OPENAI, frozenset(operations))
+        return Capabilities(Wire.OPENAI, frozenset(operations), streams_chat=self.streams)

@@ -74,6 +74,31 @@ async def openai_sse(
     yield _DONE
 
 
+async def replayed_sse(answer: dict[str, Any], *, include_usage: bool) -> AsyncIterator[bytes]:
+    """A whole chat answer as the stream a client asked for, for a provider that cannot
+    stream: per choice, one chunk whose delta is the whole message (tool calls indexed as
+    streamed ones are) and one with its ``finish_reason``; usage in a chunk of its own."""
+    head = {
+        "id": answer.get("id"),
+        "object": "chat.completion.chunk",
+        "created": answer.get("created"),
+        "model": answer.get("model"),
+    }
+    for choice in answer.get("choices") or ():
+        message = dict(choice.get("message") or {})
+        calls = message.pop("tool_calls", None)
+        delta = {key: value for key, value in message.items() if value is not None}
+        if calls:
+            delta["tool_calls"] = [{"index": index, **call} for index, call in enumerate(calls)]
+        index = choice.get("index", 0)
+        yield sse({**head, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        reason = choice.get("finish_reason")
+        yield sse({**head, "choices": [{"index": index, "delta": {}, "finish_reason": reason}]})
+    if include_usage and answer.get("usage"):
+        yield sse({**head, "choices": [], "usage": answer["usage"]})
+    yield _DONE
+
+
 async def on_own_loop(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """``await make()`` on a worker thread with an event loop of its own, for an SDK whose
     async calls block. Cancelled, the caller returns at once; the thread finishes the call

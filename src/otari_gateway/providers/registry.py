@@ -122,7 +122,9 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     "liner": _sdk(SdkSpec("liner", None), "LINER_API_KEY"),
     "mistral": _sdk(SdkSpec("mistral", "mistral", embeddings=True), "MISTRAL_API_KEY"),
     "ollama": _sdk(SdkSpec("ollama", "ollama", embeddings=True), None, "http://127.0.0.1:11434"),
-    "sagemaker": _sdk(SdkSpec("sagemaker", "sagemaker", embeddings=True, boto=True), None),
+    "sagemaker": _sdk(
+        SdkSpec("sagemaker", "sagemaker", embeddings=True, boto=True, streams=False), None
+    ),
     # Both authenticate with Google credentials (GOOGLE_APPLICATION_CREDENTIALS …), not a key.
     "vertexai": _sdk(
         SdkSpec("vertexai", "vertexai", embeddings=True, api_base_arg="http_options.base_url"),
