@@ -57,7 +57,8 @@ def render() -> str:
     for name, kind in sorted(PROVIDER_TYPES.items()):
         capabilities = kind.capabilities
         chat = _cell(Operation.CHAT, capabilities)
-        streaming = chat if capabilities.streams_chat or chat == "—" else "✓ᵗ"
+        replayed = kind.sdk is not None and not kind.sdk.streams
+        streaming = "✓ᵗ" if replayed and chat != "—" else chat
         cells = [f"`{name}`", kind.reached_by, chat, streaming]
         cells += [_cell(op, capabilities) for op in operations if op is not Operation.CHAT]
         extra = kind.sdk.extra if kind.sdk is not None else None

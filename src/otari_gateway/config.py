@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,11 @@ class PriceEntry(BaseModel):
     price_per_request: Decimal | None = _price()
     price_per_audio_second: Decimal | None = _price()
     price_per_million_characters: Decimal | None = _price()
+    # Accepted as POST /v1/pricing accepts it; a config price applies from start-up.
+    effective_at: datetime | None = None
+
+
+PRICE_ENTRY_FIELDS = tuple(name for name in PriceEntry.model_fields if name != "effective_at")
 
 
 class GatewayConfig(BaseModel):
@@ -146,8 +152,8 @@ class GatewayConfig(BaseModel):
                 entry = PriceEntry.model_validate(fields)
             except ValidationError as exc:
                 raise ValueError(f"{selector}: {_problems(exc)}") from None
-            if all(price is None for price in entry.model_dump().values()):
-                names = ", ".join(PriceEntry.model_fields)
+            if all(price is None for price in entry.model_dump(exclude={"effective_at"}).values()):
+                names = ", ".join(PRICE_ENTRY_FIELDS)
                 raise ValueError(f"{selector}: names no price (one of {names})")
         return value
 
@@ -220,9 +226,13 @@ def build_config(
     if unknown and warn:
         log.warning("config.unknown_keys", keys=unknown)
     try:
-        return GatewayConfig.model_validate(data)
+        config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    dated = sorted(key for key, fields in config.pricing.items() if "effective_at" in fields)
+    if dated and warn:
+        log.warning("config.pricing_effective_at_ignored", models=dated)
+    return config
 
 
 def _standalone(environ: Mapping[str, str]) -> None:

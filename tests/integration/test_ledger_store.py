@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from otari_gateway.billing.ledger import LEASE_REQUESTS, Hold, Ledger
 from otari_gateway.billing.periods import advance
 from otari_gateway.errors import PermissionDenied
-from otari_gateway.store import leases, ledger
+from otari_gateway.store import keys_repo, leases, ledger
 from otari_gateway.store.access import KeyRecord, UserRecord
 from otari_gateway.store.database import Database
 from otari_gateway.store.models import (
@@ -607,5 +607,57 @@ async def _one_lock_order(url: str) -> None:
         assert user.spend == D("0.01") * 240
         assert user.reserved == D(200) - D("0.01") * 240
         assert key.reserved == D(100) - D("0.01") * 120
+    finally:
+        await db.aclose()
+
+
+def test_deleting_keys_in_use_keeps_the_lock_order(tmp_path: Path) -> None:
+    """A key deleted while its lease is being taken from and given back to, on PostgreSQL:
+    the delete's cascade to the lease must not lock in the opposite order."""
+    with fresh_database("postgresql", tmp_path) as url:
+        anyio.run(_delete_keys_in_use, url)
+
+
+async def _delete_keys_in_use(url: str) -> None:
+    db = Database(url)
+    try:
+        await _seed(db, max_budget=None)
+        ids = [f"k{number}" for number in range(2, 10)]
+        async with db.session() as session:
+            for key_id in ids:
+                session.add(
+                    ApiKey(
+                        id=key_id,
+                        key_hash=key_id * 32,
+                        key_prefix="sk-otari-xx",
+                        user_id="u1",
+                        max_budget=D(1000),
+                        metadata_={},
+                        spend=D(0),
+                        reserved=D(0),
+                    )
+                )
+        refs = [_ref("key", key_id, f"L{key_id}") for key_id in ids]
+        for ref in refs:
+            assert await leases.take(db, ref, D(100), expires_at=LATER, new=True)
+
+        async def use(ref: leases.LeaseRef) -> None:
+            while await leases.give_back(db, ref, D(1)):
+                try:
+                    await leases.take(db, ref, D(1), expires_at=LATER, new=False)
+                except leases.LeaseGone:
+                    return
+
+        async def delete_all() -> None:
+            for key_id in ids:
+                await anyio.sleep(0.02)
+                async with db.session() as session:
+                    await keys_repo.delete_key(session, key_id)
+
+        async with anyio.create_task_group() as group:
+            for ref in refs:
+                group.start_soon(use, ref)
+            group.start_soon(delete_all)
+        assert await _lease_rows(db) == []
     finally:
         await db.aclose()

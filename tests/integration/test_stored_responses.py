@@ -127,12 +127,19 @@ def test_query_parameters_reach_the_upstream(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("background", True), ("conversation", "conv_someone_elses")]
+    ("field", "value", "param"),
+    [
+        ("background", True, "background"),
+        ("conversation", "conv_someone_elses", "conversation"),
+        ("input", [{"type": "item_reference", "id": "msg_someone_elses"}], "input"),
+    ],
 )
-def test_background_and_conversations_are_refused(stack: Stack, field: str, value: object) -> None:
+def test_background_conversations_and_item_references_are_refused(
+    stack: Stack, field: str, value: object, param: str
+) -> None:
     client = _new_user_client(stack)
     stack.openai_fake.clear()
     with pytest.raises(openai.BadRequestError) as refused:
         client.responses.create(model=MODEL, input="later", extra_body={field: value})
-    assert refused.value.body["param"] == field  # type: ignore[index]
+    assert refused.value.body["param"] == param  # type: ignore[index]
     assert stack.openai_fake.requests == []

@@ -10,8 +10,8 @@ from structlog.testing import capture_logs
 from otari_gateway.billing.pricing import PRICE_FIELDS
 from otari_gateway.config import (
     DEFAULT_MAX_BODY_BYTES,
+    PRICE_ENTRY_FIELDS,
     ConfigError,
-    PriceEntry,
     build_config,
     load_config,
 )
@@ -128,7 +128,15 @@ def test_standalone_mode_may_be_named_explicitly() -> None:
 
 
 def test_price_fields_are_the_ones_billing_reads() -> None:
-    assert set(PriceEntry.model_fields) == set(PRICE_FIELDS)
+    assert set(PRICE_ENTRY_FIELDS) == set(PRICE_FIELDS)
+
+
+def test_a_config_price_may_carry_effective_at_as_the_api_s_does() -> None:
+    entry = {"input_price_per_million": 1, "effective_at": "2026-01-01T00:00:00Z"}
+    with capture_logs() as logs:
+        config = build_config({"pricing": {"up:m": entry}}, environ={})
+    assert config.pricing["up:m"]["input_price_per_million"] == 1
+    assert [line["event"] for line in logs] == ["config.pricing_effective_at_ignored"]
 
 
 def test_a_mistyped_key_is_rejected_for_a_relayed_provider() -> None:

@@ -65,8 +65,9 @@ def test_redaction_removes_configured_and_key_shaped_secrets() -> None:
     assert "abcdefghijkl" not in cleaned
 
 
-def test_a_few_characters_configured_as_a_key_do_not_mangle_text() -> None:
+def test_a_short_key_is_redacted_where_it_stands_alone_only() -> None:
     assert redact("wreq::Error { kind: Request }", ("k",)) == "wreq::Error { kind: Request }"
+    assert redact("invalid key abc123.", ("abc123",)) == "invalid key [redacted]."
 
 
 def _router(aliases: dict[str, str] | None = None) -> Router:

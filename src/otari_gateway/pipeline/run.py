@@ -110,10 +110,10 @@ class Pipeline:
             target = self._router.resolve(request.model)
             exchange = select_exchange(request.surface, target)
             body = exchange.upstream_body(request, target)
-            admitted = await self._admission.admit(request, target, user_id)
             stores = exchange is passthrough.RESPONSES
             if stores:
-                await self._stored.check_previous(request.body, target, user_id)
+                await self._stored.check_state(request.body, target, user_id)
+            admitted = await self._admission.admit(request, target, user_id)
             if request.stream:
                 return await self._open_stream(request, target, admitted, exchange, body, user_id)
             reply = await target.provider.send(
@@ -134,13 +134,13 @@ class Pipeline:
             raise
         except asyncio.CancelledError:
             # Cancelled from outside: a shutdown whose grace period ran out. The hold is
-            # released and the request recorded all the same.
-            with anyio.CancelScope(shield=True):
-                await self._settle(
-                    Outcome(request, target, admitted, None, CLIENT_CLOSED, _CANCELLED, user_id)
-                )
+            # released and the request recorded all the same, by a task shutdown waits for.
+            await self._settle_shielded(
+                Outcome(request, target, admitted, None, CLIENT_CLOSED, _CANCELLED, user_id)
+            )
             raise
-        await self._settle(Outcome(request, target, admitted, usage, 200))
+        # Shielded too: a cancellation landing here would otherwise lose a finished call's row.
+        await self._settle_shielded(Outcome(request, target, admitted, usage, 200))
         media_type = (
             reply.content_type if exchange.operation in RAW_REPLY_OPERATIONS else JSON_MEDIA_TYPE
         )

@@ -6,8 +6,8 @@ response by id. So the gateway records the owner and instance of each response i
 
 - a request naming ``previous_response_id`` must name one of the caller's own responses,
   made through the same provider instance (otherwise OpenAI's answer for an unknown id),
-  and ``conversation`` (an upstream object no user of the gateway can have made) is
-  refused;
+  and ``conversation`` (an upstream object no user of the gateway can have made) and
+  ``item_reference`` input items (an id that reaches any user's stored item) are refused;
 - ``GET`` and ``DELETE /v1/responses/{id}`` and ``GET …/input_items`` are relayed to the
   instance that holds the response, after the same ownership check. (No ``cancel``: only
   background responses can be cancelled, and the gateway refuses those, since their
@@ -20,7 +20,7 @@ unknown here, and ``previous_response_id`` is refused for them by name before th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeGuard
+from typing import Any
 
 import orjson
 import structlog
@@ -28,8 +28,8 @@ import structlog
 from otari_gateway.errors import InvalidRequest, UpstreamNotFound
 from otari_gateway.pipeline.request import Caller
 from otari_gateway.pipeline.routing import Router, Target
-from otari_gateway.pipeline.upstream_objects import ObjectAccess, not_found
-from otari_gateway.providers.base import Operation, Provider, RestUpstream, UpstreamReply
+from otari_gateway.pipeline.upstream_objects import ObjectAccess, not_found, relays
+from otari_gateway.providers.base import Operation, RestUpstream, UpstreamReply
 from otari_gateway.store import objects_repo
 from otari_gateway.store.database import Database
 
@@ -44,15 +44,26 @@ class StoredResponses:
         self._router = router
         self._access = access
 
-    async def check_previous(self, body: Mapping[str, Any], target: Target, user_id: str) -> None:
-        """Refuse a ``previous_response_id`` that is not the user's, or lives elsewhere, and
-        any ``conversation``: the gateway relays no Conversations API, so a conversation
-        id was made outside it, by no user of its own."""
+    async def check_state(self, body: Mapping[str, Any], target: Target, user_id: str) -> None:
+        """Refuse stored state the user cannot be shown to own: a ``previous_response_id``
+        that is not theirs (or lives elsewhere), any ``conversation`` (the gateway relays
+        no Conversations API, so one was made outside it), and ``item_reference`` input
+        items (an item id names it account-wide, whoever made it)."""
         if body.get("conversation") is not None:
             raise InvalidRequest(
                 "'conversation' is not supported through the gateway; chain responses with "
                 "'previous_response_id'",
                 param="conversation",
+                code="unsupported_parameter",
+            )
+        items = body.get("input")
+        if isinstance(items, list) and any(
+            isinstance(item, Mapping) and item.get("type") == "item_reference" for item in items
+        ):
+            raise InvalidRequest(
+                "'item_reference' input items are not supported through the gateway; send "
+                "the items themselves, or continue a response with 'previous_response_id'",
+                param="input",
                 code="unsupported_parameter",
             )
         previous = body.get("previous_response_id")
@@ -128,7 +139,7 @@ class StoredResponses:
             lambda rid, user_id: objects_repo.response_instance(self._db, rid, user_id),
         )
         provider = self._router.instances.get(instance)
-        if provider is None or not _stores_responses(provider):
+        if provider is None or not relays(provider, Operation.RESPONSES):
             # The instance was removed from the configuration since.
             raise not_found("response", response_id)
         return provider
@@ -142,9 +153,3 @@ def response_id_of(content: bytes) -> str | None:
         return None
     response_id = found.get("id") if isinstance(found, dict) else None
     return response_id if isinstance(response_id, str) and response_id else None
-
-
-def _stores_responses(provider: Provider) -> TypeGuard[RestUpstream]:
-    return Operation.RESPONSES in provider.capabilities.operations and isinstance(
-        provider, RestUpstream
-    )

@@ -108,10 +108,11 @@ def list_body(page: Page) -> bytes:
     )
 
 
+def relays(provider: Provider, *operations: Operation) -> TypeGuard[RestUpstream]:
+    """Whether ``provider`` serves these operations and relays plain REST calls for them."""
+    served = provider.capabilities.operations
+    return all(op in served for op in operations) and isinstance(provider, RestUpstream)
+
+
 def _serves_objects(provider: Provider) -> TypeGuard[RestUpstream]:
-    operations = provider.capabilities.operations
-    return (
-        Operation.FILES in operations
-        and Operation.BATCHES in operations
-        and isinstance(provider, RestUpstream)
-    )
+    return relays(provider, Operation.FILES, Operation.BATCHES)

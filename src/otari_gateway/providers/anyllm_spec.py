@@ -51,4 +51,4 @@ class SdkSpec:
             operations.add(Operation.EMBEDDINGS)
         if self.rerank:
             operations.add(Operation.RERANK)
-        return Capabilities(Wire.OPENAI, frozenset(operations), streams_chat=self.streams)
+        return Capabilities(Wire.OPENAI, frozenset(operations))

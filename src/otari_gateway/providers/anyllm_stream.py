@@ -103,14 +103,17 @@ async def on_own_loop(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """``await make()`` on a worker thread with an event loop of its own, for an SDK whose
     async calls block. Cancelled, the caller returns at once; the thread finishes the call
     (its SDK's own timeouts bound it) and the result is dropped."""
-    return await anyio.to_thread.run_sync(
-        lambda: asyncio.run(make()), abandon_on_cancel=True, limiter=_OWN_LOOP_THREADS
-    )
+
+    def run() -> Any:
+        # Held by the thread, not the caller: an abandoned call still counts until it ends.
+        with _OWN_LOOP_CALLS:
+            return asyncio.run(make())
+
+    return await anyio.to_thread.run_sync(run, abandon_on_cancel=True)
 
 
-# At most this many such calls at once; more wait for a thread (anyio's default pool is
-# shared with the rest of the process).
-_OWN_LOOP_THREADS = anyio.CapacityLimiter(16)
+# At most this many such calls run at once; more wait (on a thread) for one to end.
+_OWN_LOOP_CALLS = threading.BoundedSemaphore(16)
 
 
 async def threaded_chunks(

@@ -51,9 +51,6 @@ class Capabilities:
     # wants max_completion_tokens (its reasoning models refuse max_tokens) and refuses
     # reasoning_effort for models that do not reason. Translated requests adapt to that.
     openai_platform: bool = False
-    # False: the upstream cannot stream chat (through its SDK); a stream is the whole
-    # answer replayed as one.
-    streams_chat: bool = True
 
 
 @dataclass(frozen=True, slots=True)

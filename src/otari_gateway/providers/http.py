@@ -61,10 +61,13 @@ def client_message(text: str, secrets: tuple[str, ...]) -> str:
 def redact(text: str, secrets: tuple[str, ...]) -> str:
     """Remove configured credentials and anything shaped like a key from upstream text."""
     for secret in secrets:
-        # A "secret" of a few characters is no credential, and replacing it everywhere
-        # mangled ordinary words (a key "k" turned "kind" into "[redacted]ind").
         if len(secret) >= _MIN_SECRET_CHARS:
             text = text.replace(secret, "[redacted]")
+        elif secret:
+            # A short key (a local server's "abc123") only where it stands alone: replaced
+            # anywhere it mangled ordinary words (a key "k" turned "kind" into "[redacted]ind").
+            alone = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+            text = re.sub(alone, "[redacted]", text)
     return _SECRET_PATTERNS.sub("[redacted]", text)
 
 

@@ -179,12 +179,15 @@ async def list_files(
 
 
 async def add_response(db: Database, *, response_id: str, instance: str, user_id: str) -> None:
-    """Record a stored response (a stream's id may be seen again at its end: kept once)."""
+    """Record a stored response. An id seen before names the new response: an upstream
+    whose ids are not unique for good (a counter that restarts) reused it, and what it
+    holds under that id now is this one."""
     async with db.session() as session:
+        owner = {"instance": instance, "user_id": user_id, "created_at": utcnow()}
         statement = (
             insert_for(session, _responses)
-            .values(id=response_id, instance=instance, user_id=user_id, created_at=utcnow())
-            .on_conflict_do_nothing()
+            .values(id=response_id, **owner)
+            .on_conflict_do_update(index_elements=[_responses.c.id], set_=owner)
         )
         await session.execute(statement)
 
