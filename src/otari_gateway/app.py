@@ -26,6 +26,7 @@ from otari_gateway.api.metrics import metrics_router
 from otari_gateway.api.models import models_router
 from otari_gateway.api.openapi import merge_generation_paths
 from otari_gateway.api.pricing import pricing_router
+from otari_gateway.api.request_ids import RequestIds
 from otari_gateway.api.responses import responses_router
 from otari_gateway.api.services import Services
 from otari_gateway.api.usage import usage_router
@@ -106,6 +107,7 @@ def create_app(config: GatewayConfig, environ: Mapping[str, str] | None = None) 
     if metrics is not None:
         metrics.set_queue_depth_source(lambda: runtime.writer.pending)
         app.include_router(metrics_router(metrics))
+    app.add_middleware(RequestIds)
     if config.cors_allow_origins:
         app.add_middleware(
             CORSMiddleware,

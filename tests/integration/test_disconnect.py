@@ -29,7 +29,7 @@ from aiohttp import web
 from tests.fakes.anthropic_upstream import FakeAnthropic
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.server import SseReply
-from tests.integration.conftest import MASTER_KEY, create_key
+from tests.integration.conftest import MASTER_KEY, create_key, usage_rows
 from tests.integration.gateway_process import GatewayProcess
 from tests.integration.raw_stream import read_one_event_then_hang_up
 
@@ -308,3 +308,40 @@ def test_stalled_upstream_stream_ends_with_timeout_error(slow: SlowStack) -> Non
     assert isinstance(caught.value.body, dict)
     assert set(caught.value.body) == {"message", "type", "param", "code"}
     assert "Traceback" not in caught.value.message
+
+
+def test_a_client_leaving_after_the_final_count_is_billed_that_count(slow: SlowStack) -> None:
+    """The stream's usage had arrived (OpenAI's usage chunk, Anthropic's message_delta)
+    when the client left: the row bills exactly it, not the relayed-events estimate."""
+    user_chat, user_messages = "leaves-after-usage-chat", "leaves-after-usage-messages"
+    base = f"http://127.0.0.1:{slow.port}"
+    with openai.OpenAI(
+        base_url=base + "/v1", api_key=MASTER_KEY, max_retries=0, timeout=20
+    ) as client:
+        stream = client.chat.completions.create(
+            model="openai:gpt-4o-mini",
+            messages=[{"role": "user", "content": "count these few words"}],
+            stream=True,
+            stream_options={"include_usage": True},
+            user=user_chat,
+        )
+        with stream:
+            seen = next(chunk.usage for chunk in stream if chunk.usage is not None)
+    sdk = anthropic.Anthropic(base_url=base, api_key=MASTER_KEY, max_retries=0, timeout=20)
+    with (
+        sdk,
+        sdk.messages.stream(
+            model="anthropic:claude-sonnet-4-5",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "count these few words"}],
+            metadata={"user_id": user_messages},
+        ) as events,
+    ):
+        delta = next(event for event in events if event.type == "message_delta")
+    [chat_row] = usage_rows(base, user_chat)
+    assert (chat_row["prompt_tokens"], chat_row["completion_tokens"]) == (
+        seen.prompt_tokens,
+        seen.completion_tokens,
+    )
+    [messages_row] = usage_rows(base, user_messages)
+    assert messages_row["completion_tokens"] == delta.usage.output_tokens

@@ -108,8 +108,13 @@ def test_the_master_key_names_the_user(stack: Stack) -> None:
     with pytest.raises(openai.BadRequestError) as unnamed:
         master.responses.retrieve(made.id)
     assert unnamed.value.body["code"] == "user_required"  # type: ignore[index]
+    assert unnamed.value.body["param"] == "user"  # type: ignore[index]
+    assert "'user' (or the X-Otari-User header)" in unnamed.value.message
+    # Every answer carries a request id where the SDK reads it, errors included.
+    assert unnamed.value.request_id
     named = master.responses.retrieve(made.id, extra_headers={"X-Otari-User": user_id})
     assert named.id == made.id
+    assert named._request_id
 
 
 def test_query_parameters_reach_the_upstream(stack: Stack) -> None:

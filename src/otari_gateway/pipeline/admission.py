@@ -263,12 +263,14 @@ class Admission:
         named = _named_user(request) if request.caller.is_master else None
         return self.acting_user(request.caller, named, "metadata.user_id")
 
-    def acting_user(self, caller: Caller, named: str | None, where: str) -> str:
-        """The key's user, or for the master key the user ``named`` (found at ``where``)."""
+    def acting_user(self, caller: Caller, named: str | None, where: str, *, also: str = "") -> str:
+        """The key's user, or for the master key the user ``named`` (found at ``where``, or
+        ``also`` says where else)."""
         if caller.is_master:
             if named is None:
                 raise InvalidRequest(
-                    f"requests made with the master key must name the user to bill in '{where}'",
+                    "requests made with the master key must name the user to bill in "
+                    f"'{where}'{also}",
                     param=where,
                     code="user_required",
                 )

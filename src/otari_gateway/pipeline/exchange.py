@@ -39,6 +39,13 @@ class StreamProcessor(Protocol):
     @property
     def usage(self) -> Usage | None: ...
 
+    @property
+    def usage_final(self) -> bool:
+        """Whether ``usage`` is the provider's count of everything generated so far (not
+        Anthropic's placeholder in ``message_start``): a stream cut short is then billed on
+        it as it stands."""
+        ...
+
     def terminal(self) -> bytes:
         """The client's end-of-stream event, sent only after settlement."""
         ...

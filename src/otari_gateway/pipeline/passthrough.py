@@ -64,6 +64,11 @@ class _RelayedStream(ABC):
     def usage(self) -> Usage | None:
         return self._usage
 
+    @property
+    def usage_final(self) -> bool:
+        # OpenAI's usage comes at the end (or, from some servers, cumulative on every chunk).
+        return self._usage is not None
+
     def terminal(self) -> bytes:
         return self._terminal or self.default_terminal
 
@@ -134,6 +139,7 @@ class MessagesStream(_RelayedStream):
     def __init__(self) -> None:
         super().__init__()
         self._usage_fields: dict[str, Any] = {}
+        self._delta_usage = False
 
     def feed(self, event: SSEEvent) -> list[bytes]:
         name = event.event
@@ -141,7 +147,9 @@ class MessagesStream(_RelayedStream):
             message = parse_event_data(event).get("message") or {}
             self._usage_fields.update(message.get("usage") or {})
         elif name == "message_delta":
-            self._usage_fields.update(parse_event_data(event).get("usage") or {})
+            reported = parse_event_data(event).get("usage") or {}
+            self._usage_fields.update(reported)
+            self._delta_usage = self._delta_usage or bool(reported)
         elif name == "message_stop":
             self._terminal = event.raw
             return []
@@ -152,6 +160,10 @@ class MessagesStream(_RelayedStream):
     @property
     def usage(self) -> Usage | None:
         return usage_from_messages(self._usage_fields) if self._usage_fields else None
+
+    @property
+    def usage_final(self) -> bool:
+        return self._delta_usage
 
     def _error_event(self, error: GatewayError) -> bytes:
         return envelopes.messages_error_event(error)

@@ -164,6 +164,10 @@ class _ResponsesStream(ABC):
     @abstractmethod
     def usage(self) -> Usage | None: ...
 
+    @property
+    @abstractmethod
+    def usage_final(self) -> bool: ...
+
     def finish(self) -> list[bytes]:
         return _frames(self._responses.finish())
 
@@ -192,6 +196,10 @@ class ResponsesFromChatStream(_ResponsesStream):
     def usage(self) -> Usage | None:
         return self._responses.usage if self._started else None
 
+    @property
+    def usage_final(self) -> bool:
+        return self._responses.usage_final
+
 
 class ResponsesFromMessagesStream(_ResponsesStream):
     def __init__(self, chat: MessagesToChatStream, responses: ChatToResponsesStream) -> None:
@@ -217,6 +225,10 @@ class ResponsesFromMessagesStream(_ResponsesStream):
     @property
     def usage(self) -> Usage | None:
         return self._chat.usage if self._started else None
+
+    @property
+    def usage_final(self) -> bool:
+        return self._chat.usage_final
 
 
 RESPONSES_VIA_CHAT = ResponsesViaChat()

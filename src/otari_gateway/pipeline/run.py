@@ -249,6 +249,7 @@ class Pipeline:
                         error.status,
                         error.message,
                         delivered_events=delivered,
+                        usage_final=processor.usage_final,
                     )
                 )
                 yield processor.error_event(error)
@@ -268,6 +269,7 @@ class Pipeline:
                             CLIENT_CLOSED,
                             "client disconnected",
                             delivered_events=delivered,
+                            usage_final=processor.usage_final,
                         )
                     )
                 await stack.aclose()

@@ -40,6 +40,8 @@ class Outcome:
     user_id: str | None = None
     # Upstream stream events that reached the client before a stream was cut short.
     delivered_events: int = 0
+    # The stream's usage was the provider's count so far, not a placeholder (exchange.py).
+    usage_final: bool = False
 
     @property
     def latency_ms(self) -> int:
@@ -73,9 +75,11 @@ def _cut_short(outcome: Outcome, usage: Usage | None) -> Usage:
     admitted = outcome.admitted
     base = usage or Usage()
     estimate = outcome.delivered_events
-    counted = 0
+    counted = 0 if admitted is None else admitted.input_tokens
+    if usage is not None and outcome.usage_final:
+        # The provider counted everything it generated: nothing to estimate.
+        return replace(usage, prompt_tokens=usage.prompt_tokens or counted)
     if admitted is not None:
-        counted = admitted.input_tokens
         # Never past the output the request allowed (what its hold was sized for): a few of
         # the events are structure (role, stop), not tokens.
         estimate = min(estimate, admitted.reserved_tokens - admitted.input_tokens)

@@ -130,6 +130,10 @@ class ChatFromMessagesStream:
     def usage(self) -> Usage | None:
         return self._translator.usage if self._started else None
 
+    @property
+    def usage_final(self) -> bool:
+        return self._translator.usage_final
+
     def terminal(self) -> bytes:
         return envelopes.DONE
 
@@ -195,6 +199,10 @@ class MessagesFromChatStream:
     @property
     def usage(self) -> Usage | None:
         return self._translator.usage if self._started else None
+
+    @property
+    def usage_final(self) -> bool:
+        return self._translator.usage_final
 
     def terminal(self) -> bytes:
         return envelopes.MESSAGE_STOP

@@ -23,7 +23,8 @@ from otari_gateway.store.objects_repo import Page
 # Where a master-key caller names the user it acts for (form or JSON field, query
 # parameter, or header).
 Owned = TypeVar("Owned")
-NAMED_USER = "'user' (or the X-Otari-User header)"
+NAMED_USER = "user"
+NAMED_USER_ELSEWHERE = " (or the X-Otari-User header)"
 
 
 class ObjectAccess:
@@ -39,7 +40,7 @@ class ObjectAccess:
         """The user the caller acts for; 403 when blocked or unknown. A master-key call
         that ``creates`` an object makes the user on first use, like a generation request
         (reads never do)."""
-        user_id = self._admission.acting_user(caller, named, NAMED_USER)
+        user_id = self._admission.acting_user(caller, named, NAMED_USER, also=NAMED_USER_ELSEWHERE)
         return await self._admission.user(user_id, create=creates and caller.is_master)
 
     async def owned(

@@ -38,6 +38,8 @@ class MessagesToChatStream:
         self._json_answer = json_answer
         self._id = ""
         self._usage: dict[str, Any] = {}
+        # message_delta's usage arrived: the count is no longer message_start's placeholder.
+        self.usage_final = False
         # Anthropic block index -> OpenAI tool_calls index, which counts tool blocks only.
         self._tool_index: dict[int, int] = {}
         # Blocks whose input is the content: the forced tool of a json_answer.
@@ -175,6 +177,7 @@ class MessagesToChatStream:
 
     def _message_delta(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         self._merge_usage(event.get("usage"))
+        self.usage_final = self.usage_final or isinstance(event.get("usage"), Mapping)
         delta = event.get("delta") or {}
         stop = delta.get("stop_reason")
         if stop is None or self._finished:

@@ -45,6 +45,10 @@ class ChatToMessagesStream:
     def usage(self) -> Usage:
         return usage_from_chat(self._usage)
 
+    @property
+    def usage_final(self) -> bool:
+        return self._usage is not None
+
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
         choices, usage = read_chat_chunk(chunk)
         if usage is not None:

@@ -71,6 +71,10 @@ class ChatToResponsesStream:
         """Usage from the upstream's trailing usage chunk (zero until it arrives)."""
         return usage_from_chat(self._usage)
 
+    @property
+    def usage_final(self) -> bool:
+        return self._usage is not None
+
     def start(self, model: str | None = None) -> list[Event]:
         """``response.created`` and ``response.in_progress`` (naming ``model`` when given,
         else the envelope's); idempotent."""
