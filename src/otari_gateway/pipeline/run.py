@@ -139,8 +139,10 @@ class Pipeline:
                 Outcome(request, target, admitted, None, CLIENT_CLOSED, _CANCELLED, user_id)
             )
             raise
-        # Shielded too: a cancellation landing here would otherwise lose a finished call's row.
-        await self._settle_shielded(Outcome(request, target, admitted, usage, 200))
+        # Not through a task of its own: that costs a loop turn on every request, and
+        # settling yields only for Redis or a full writer queue, so a shutdown's
+        # cancellation has all but no moment to land in it.
+        await self._settle(Outcome(request, target, admitted, usage, 200))
         media_type = (
             reply.content_type if exchange.operation in RAW_REPLY_OPERATIONS else JSON_MEDIA_TYPE
         )
