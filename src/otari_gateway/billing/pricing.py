@@ -16,8 +16,6 @@ from typing import Any
 
 import anyio
 import structlog
-from genai_prices import Usage as GenaiUsage
-from genai_prices import calc_price
 
 from otari_gateway.billing.cost import Price
 from otari_gateway.store.types import utcnow
@@ -36,6 +34,7 @@ PRICE_FIELDS = {
 }
 
 SECONDS_PER_HOUR = 3600
+_GENAI_CACHE_SIZE = 4096
 
 # Our provider types whose names differ in genai-prices' data.
 _GENAI_PROVIDER_IDS = {"xai": "x-ai", "together": "together", "vllm": None, "ollama": None}
@@ -102,6 +101,11 @@ def genai_price(provider_type: str, model: str) -> Price | None:
     provider_id = _GENAI_PROVIDER_IDS.get(provider_type, provider_type)
     if provider_id is None:
         return None
+    # Imported on first use: a gateway whose models all have prices of their own never
+    # loads it (2 MB a worker, its data and HTTP client included).
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices import calc_price
+
     try:
         found = calc_price(GenaiUsage(input_tokens=0), model_ref=model, provider_id=provider_id)
     except LookupError:
@@ -192,6 +196,12 @@ class PriceBook:
         if not self._default_pricing:
             return None
         key = (provider_type, model)
-        if key not in self._genai_cache:
-            self._genai_cache[key] = genai_price(provider_type, model)
-        return self._genai_cache[key]
+        if key in self._genai_cache:
+            return self._genai_cache[key]
+        # Off the event loop: the first lookup imports genai-prices and loads its data.
+        found = await anyio.to_thread.run_sync(genai_price, provider_type, model)
+        if len(self._genai_cache) >= _GENAI_CACHE_SIZE:
+            # Clients name models freely: what is remembered stays bounded.
+            self._genai_cache.clear()
+        self._genai_cache[key] = found
+        return found
