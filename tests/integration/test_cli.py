@@ -18,13 +18,15 @@ from tests.integration.gateway_process import GatewayProcess
 MASTER = "sk-cli-master"
 
 
+def _config(fake: FakeOpenAI, **settings: object) -> dict[str, object]:
+    """The master key and one OpenAI instance in front of ``fake``, plus ``settings``."""
+    instance = {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}
+    return {"master_key": MASTER, "providers": {"openai": instance}, **settings}
+
+
 def test_two_workers_share_one_port(tmp_path: Path) -> None:
     with FakeOpenAI() as fake:
-        config = {
-            "master_key": MASTER,
-            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
-        }
-        gateway = GatewayProcess(config, tmp_path, workers=2)
+        gateway = GatewayProcess(_config(fake), tmp_path, workers=2)
         gateway.start()
         try:
             with openai.OpenAI(
@@ -95,12 +97,7 @@ def test_a_bad_alias_stops_startup_once_before_any_worker(tmp_path: Path) -> Non
 
 def test_every_log_line_is_json_and_names_the_request(tmp_path: Path) -> None:
     with FakeOpenAI() as fake:
-        config = {
-            "master_key": MASTER,
-            "log_level": "debug",
-            "made_up_setting": 1,
-            "providers": {"openai": {"api_key": fake.api_key, "api_base": fake.base_url + "/v1"}},
-        }
+        config = _config(fake, log_level="debug", made_up_setting=1)
         gateway = GatewayProcess(config, tmp_path, workers=2)
         gateway.start()
         try:

@@ -343,6 +343,22 @@ async def test_calendar_reset(database_url: str, alignment: str) -> None:
         await db.aclose()
 
 
+def _key_record(key_id: str) -> KeyRecord:
+    """User u1's key with a budget of 100."""
+    return KeyRecord(
+        id=key_id,
+        user_id="u1",
+        is_active=True,
+        expires_at=None,
+        allowed_models=None,
+        max_budget=D(100),
+        budget_duration_sec=None,
+        next_budget_reset_at=None,
+        rpm_limit=None,
+        tpm_limit=None,
+    )
+
+
 def _user_record(max_budget: str) -> UserRecord:
     return UserRecord(
         user_id="u1",
@@ -408,18 +424,7 @@ async def test_a_dead_process_leases_are_reaped(database_url: str) -> None:
     try:
         await _seed(db, max_budget="100", key_budget="100")
         dead = Ledger(db)
-        key = KeyRecord(
-            id="k1",
-            user_id="u1",
-            is_active=True,
-            expires_at=None,
-            allowed_models=None,
-            max_budget=D(100),
-            budget_duration_sec=None,
-            next_budget_reset_at=None,
-            rpm_limit=None,
-            tpm_limit=None,
-        )
+        key = _key_record("k1")
         held = await dead.reserve(_user_record("100"), key, D(1))
         assert (await _user(db)).reserved == D(LEASE_REQUESTS)
         assert (await _key(db)).reserved == D(LEASE_REQUESTS)
@@ -543,18 +548,7 @@ async def test_a_failed_key_hold_gives_the_user_hold_back(database_url: str) -> 
     try:
         await _seed(db, max_budget="100")
         book = Ledger(db)
-        missing = KeyRecord(
-            id="k-gone",
-            user_id="u1",
-            is_active=True,
-            expires_at=None,
-            allowed_models=None,
-            max_budget=D(100),
-            budget_duration_sec=None,
-            next_budget_reset_at=None,
-            rpm_limit=None,
-            tpm_limit=None,
-        )
+        missing = _key_record("k-gone")
         with pytest.raises(Exception, match=r"(?i)foreign key"):
             await book.reserve(_user_record("100"), missing, D(1))
         await book.return_leases()  # reports what the open lease holds in flight
